@@ -1,0 +1,32 @@
+"""equify: make any pretrained PyTorch network equivariant, and prove it."""
+
+from equify.actions import (
+    BoxAction,
+    ImageAction,
+    InvariantAction,
+    MaskAction,
+    PointAction,
+    RegularAction,
+)
+from equify.groups import O2, O3, SO2, SO3, CyclicGroup, DihedralGroup, group
+from equify.testing import assert_equivariant, equivariance_error
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "O2",
+    "O3",
+    "SO2",
+    "SO3",
+    "BoxAction",
+    "CyclicGroup",
+    "DihedralGroup",
+    "ImageAction",
+    "InvariantAction",
+    "MaskAction",
+    "PointAction",
+    "RegularAction",
+    "assert_equivariant",
+    "equivariance_error",
+    "group",
+]

@@ -1,0 +1,31 @@
+"""Actions of group elements on data: one class per kind of data.
+
+See :mod:`equify.actions.base` for the forms group elements may take.
+"""
+
+from equify.actions.base import (
+    Action,
+    ElementBatch,
+    InvariantAction,
+    inverse_elements,
+    resolve_elements,
+)
+from equify.actions.boxes import BoxAction
+from equify.actions.image import ImageAction, circle_mask
+from equify.actions.mask import MaskAction
+from equify.actions.points import PointAction
+from equify.actions.regular import RegularAction
+
+__all__ = [
+    "Action",
+    "BoxAction",
+    "ElementBatch",
+    "ImageAction",
+    "InvariantAction",
+    "MaskAction",
+    "PointAction",
+    "RegularAction",
+    "circle_mask",
+    "inverse_elements",
+    "resolve_elements",
+]
