@@ -7,6 +7,9 @@ import torch
 
 FINITE_GROUP_NAMES = [f"{k}{n}" for k in "CD" for n in (1, 2, 3, 4, 8)]
 
+# The tests use small tensors: one thread avoids thread thrashing on small (2-core) CI machines.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

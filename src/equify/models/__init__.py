@@ -1,0 +1,53 @@
+"""Ordinary (non-equivariant) predictor networks and checkpoint input/output.
+
+These are the "pretrained models" equify makes equivariant (no weights can be downloaded, so the
+library pretrains them on upright data) and the arbitrary networks of its tests and benchmarks.
+None of them is rotation- or reflection-equivariant. Users bring their own models: anything that
+is an ``nn.Module`` works, and :func:`load_model` loads their checkpoints with a factory.
+"""
+
+from equify.models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    Checkpoint,
+    extract_state_dict,
+    load_model,
+    load_state_dict_into,
+    read_checkpoint,
+    resolve_factory,
+    save_checkpoint,
+)
+from equify.models.cnn import SmallCNN
+from equify.models.dense import DensePredictor, coordinate_channels
+from equify.models.registry import (
+    architecture_of,
+    available_models,
+    create_model,
+    register_model,
+)
+from equify.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
+from equify.models.vit import PatchEmbeddingClassifier
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "BasicBlock",
+    "Bottleneck",
+    "Checkpoint",
+    "DensePredictor",
+    "PatchEmbeddingClassifier",
+    "ResNet",
+    "SmallCNN",
+    "architecture_of",
+    "available_models",
+    "coordinate_channels",
+    "create_model",
+    "extract_state_dict",
+    "load_model",
+    "load_state_dict_into",
+    "read_checkpoint",
+    "register_model",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resolve_factory",
+    "save_checkpoint",
+]
