@@ -1,0 +1,97 @@
+"""Equivariant normalization of regular feature maps.
+
+Convention:
+    Statistics are per sample and per field: the mean and variance of field ``c`` run over its
+    ``|G|`` group channels ``c·|G| .. c·|G| + |G| - 1`` and all spatial positions. The affine scale
+    and shift are one value per field, shared over the group axis. Both are invariant under the
+    group-axis permutation and under exact spatial symmetries, so the layer is equivariant; and
+    no output depends on other samples of the batch (train and eval behave alike).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from equify.groups import FiniteGroup
+from equify.nn.gconv import check_finite_group
+
+__all__ = ["RegularGroupNorm"]
+
+
+class RegularGroupNorm(nn.Module):
+    """Per-sample normalization of regular features ``(B, C·|G|, *S)`` over each field.
+
+    Equivalent to ``nn.GroupNorm(C, C·|G|)`` with its affine parameters tied across the group
+    axis; :meth:`export` returns exactly that module.
+
+    Args:
+        group: the finite group ``G``.
+        num_fields: ``C``, the number of regular fields.
+        eps: added to the variance.
+        affine: learn a scale (init 1) and shift (init 0) per field.
+    """
+
+    def __init__(
+        self, group: FiniteGroup | str, num_fields: int, eps: float = 1e-5, affine: bool = True
+    ) -> None:
+        super().__init__()
+        self.group = check_finite_group(group)
+        if isinstance(num_fields, bool) or not isinstance(num_fields, int) or num_fields < 1:
+            raise ValueError(f"num_fields must be a positive int, got {num_fields!r}")
+        self.num_fields = num_fields
+        self.eps = float(eps)
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_fields))
+            self.bias = nn.Parameter(torch.zeros(num_fields))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def _affine(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.weight is None:
+            return None, None
+        n = self.group.order
+        return self.weight.repeat_interleave(n), self.bias.repeat_interleave(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize ``(B, C·|G|, *S)``; same shape out."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor (B, C·|G|, ...), got {type(x).__name__}")
+        expected = self.num_fields * self.group.order
+        if x.dim() < 2 or x.shape[1] != expected:
+            raise ValueError(
+                f"expected (B, {self.num_fields}·{self.group.order} = {expected}, ...) regular "
+                f"features, got shape {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"expected a floating input, got dtype {x.dtype}")
+        w, b = self._affine()
+        return F.group_norm(x, self.num_fields, w, b, self.eps)
+
+    def export(self) -> nn.GroupNorm:
+        """An ``nn.GroupNorm`` giving the same output (affine parameters expanded, detached)."""
+        n = self.group.order
+        affine = self.weight is not None
+        ref = self.weight if affine else None
+        norm = nn.GroupNorm(
+            self.num_fields,
+            self.num_fields * n,
+            eps=self.eps,
+            affine=affine,
+            device=None if ref is None else ref.device,
+            dtype=None if ref is None else ref.dtype,
+        )
+        if affine:
+            w, b = self._affine()
+            with torch.no_grad():
+                norm.weight.copy_(w)
+                norm.bias.copy_(b)
+        return norm
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_fields}, group={self.group!r}, eps={self.eps}, "
+            f"affine={self.weight is not None}"
+        )
