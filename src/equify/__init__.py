@@ -8,6 +8,15 @@ from equify.actions import (
     PointAction,
     RegularAction,
 )
+from equify.canonicalization import (
+    ContinuousCanonicalizer,
+    DataDrivenPrior,
+    DiscreteCanonicalizer,
+    EquivariantModel,
+    GeodesicPrior,
+    IdentityPrior,
+    OptimizationCanonicalizer,
+)
 from equify.groups import O2, O3, SO2, SO3, CyclicGroup, DihedralGroup, group
 from equify.testing import assert_equivariant, equivariance_error
 
@@ -19,11 +28,18 @@ __all__ = [
     "SO2",
     "SO3",
     "BoxAction",
+    "ContinuousCanonicalizer",
     "CyclicGroup",
+    "DataDrivenPrior",
     "DihedralGroup",
+    "DiscreteCanonicalizer",
+    "EquivariantModel",
+    "GeodesicPrior",
+    "IdentityPrior",
     "ImageAction",
     "InvariantAction",
     "MaskAction",
+    "OptimizationCanonicalizer",
     "PointAction",
     "RegularAction",
     "assert_equivariant",

@@ -1,0 +1,259 @@
+"""The :class:`Canonicalizer` interface and the :class:`CanonicalizationResult` it returns.
+
+Convention:
+    A canonicalizer predicts one group element ``c(x)`` per sample with ``c(g·x) = g·c(x)``.
+    The predictor sees ``c(x)⁻¹·x``; its output ``y`` is mapped back with ``c(x)·y``. Then
+    ``Φ(x) = c(x)·φ(c(x)⁻¹·x)`` is equivariant whatever ``φ`` is:
+    ``Φ(g·x) = g·c(x)·φ(c(x)⁻¹·g⁻¹·g·x) = g·Φ(x)``.
+
+Two ways to call it:
+
+* explicit, no hidden state: ``x_c, result = canonicalizer.canonicalize(x)`` then
+  ``canonicalizer.invert(y, out_action, result=result)`` and
+  ``canonicalizer.prior_loss(result)``;
+* stateful sugar: ``x_c = canonicalizer(x)`` keeps the result of that call in
+  ``canonicalizer.last_result``; ``invert(y, out_action)`` and ``prior_loss()`` without a result
+  use it. It is safe when each ``forward`` is followed by its own ``invert``/``prior_loss`` in the
+  same process before the next ``forward`` — the usual training step, also under
+  DistributedDataParallel, where every process owns its replica. It is not safe when calls
+  interleave (two batches in flight, re-entrant use from another thread, ``nn.DataParallel``
+  replicas whose state is discarded): use the explicit form there. The stored result keeps the
+  autograd graph of the scores until the next call.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from equify.actions import Action
+from equify.groups import ContinuousGroup, FiniteGroup, Group
+
+__all__ = ["CanonicalizationResult", "CanonicalizationStateError", "Canonicalizer"]
+
+
+class CanonicalizationStateError(RuntimeError):
+    """``invert``/``prior_loss`` were called without a result and before any ``forward``."""
+
+
+@dataclass
+class CanonicalizationResult:
+    """What a canonicalizer chose for one batch.
+
+    Attributes:
+        group: the group the elements belong to.
+        elements: the chosen ``c(x)``: a LongTensor ``(B,)`` of indices for finite groups, or
+            orthogonal matrices ``(B, d, d)`` (differentiable) for continuous groups.
+        logits: ``(B, |G|)`` scores of every element (finite groups), with gradients; None
+            otherwise.
+        vectors: ``(B, k, d)`` vectors the frame was built from (continuous groups), else None.
+        extras: method-specific tensors (e.g. ``"embeddings"`` ``(B, |G|, D)``).
+    """
+
+    group: Group
+    elements: torch.Tensor
+    logits: torch.Tensor | None = None
+    vectors: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        """Number of samples ``B``."""
+        return int(self.elements.shape[0])
+
+    def matrices(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The chosen elements as orthogonal matrices ``(B, d, d)``."""
+        if isinstance(self.group, FiniteGroup):
+            return self.group.matrix(self.elements, dtype=dtype)
+        return self.elements.to(dtype)
+
+    def is_identity(self, atol: float = 1e-4) -> torch.Tensor:
+        """Boolean ``(B,)``: True where ``c(x)`` is the identity (within ``atol`` for matrices)."""
+        if isinstance(self.group, FiniteGroup):
+            return self.elements == self.group.identity
+        eye = torch.eye(self.group.dim, dtype=self.elements.dtype, device=self.elements.device)
+        return (self.elements.detach() - eye).abs().amax(dim=(-1, -2)) <= atol
+
+    def identity_fraction(self) -> float:
+        """Fraction of samples mapped to the identity element."""
+        return float(self.is_identity().double().mean()) if self.batch_size else math.nan
+
+    def histogram(self) -> torch.Tensor:
+        """Counts of chosen elements, LongTensor ``(|G|,)`` (finite groups only)."""
+        if not isinstance(self.group, FiniteGroup):
+            raise ValueError(
+                f"a histogram of chosen elements needs a finite group, got {self.group!r}; "
+                "use angles() for continuous groups"
+            )
+        return torch.bincount(self.elements.detach().cpu(), minlength=self.group.order)
+
+    def angles(self) -> torch.Tensor:
+        """Rotation angle of every chosen element in degrees, float64 ``(B,)``, in (-180, 180].
+
+        For reflections this is the angle of the rotation part (``r^k`` of ``r^k s``).
+        """
+        if isinstance(self.group, FiniteGroup):
+            deg = self.group.angle(self.elements.detach().cpu()) * (180.0 / math.pi)
+            return torch.where(deg > 180.0, deg - 360.0, deg)
+        m = self.elements.detach().double().cpu()
+        if self.group.dim != 2:
+            return torch.rad2deg(self.group.distance_to_identity(m))
+        refl = torch.linalg.det(m) < 0
+        col = torch.tensor([-1.0, 1.0], dtype=torch.float64)
+        rot = torch.where(refl[:, None, None], m * col, m)
+        return torch.rad2deg(torch.atan2(rot[:, 1, 0], rot[:, 0, 0]))
+
+    def reflection_fraction(self) -> float:
+        """Fraction of samples whose element is a reflection."""
+        if isinstance(self.group, FiniteGroup):
+            refl = self.group.is_reflection(self.elements.detach().cpu())
+        else:
+            refl = torch.linalg.det(self.elements.detach().double()) < 0
+        return float(refl.double().mean()) if self.batch_size else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """Diagnostics as plain Python values (JSON-ready)."""
+        out: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "identity_fraction": self.identity_fraction(),
+            "reflection_fraction": self.reflection_fraction(),
+            "angles_deg": [round(a, 4) for a in self.angles().tolist()],
+        }
+        if isinstance(self.group, FiniteGroup):
+            out["histogram"] = self.histogram().tolist()
+        return out
+
+
+def check_images(x: object, in_channels: int | None, name: str = "input") -> torch.Tensor:
+    """Validate a floating image batch ``(B, C, H, W)`` with the expected channel count."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"expected the {name} as a torch.Tensor (B, C, H, W), got {type(x).__name__}"
+        )
+    if x.dim() != 4:
+        raise ValueError(f"expected the {name} of shape (B, C, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a floating {name}, got dtype {x.dtype}")
+    if in_channels is not None and x.shape[1] != in_channels:
+        raise ValueError(
+            f"this canonicalizer was built for in_channels={in_channels}, got an {name} with "
+            f"{x.shape[1]} channels (shape {tuple(x.shape)})"
+        )
+    return x
+
+
+class Canonicalizer(nn.Module, ABC):
+    """Base class: predicts ``c(x)``, canonicalizes inputs, inverts outputs.
+
+    Subclasses implement :meth:`predict` (the network part) and :meth:`transform_input`.
+
+    Args:
+        group: the group (a :class:`~equify.groups.Group` or a name such as ``"C8"``).
+        in_action: how the group acts on the predictor's input.
+    """
+
+    def __init__(self, group: Group, in_action: Action) -> None:
+        super().__init__()
+        if not isinstance(in_action, Action):
+            raise TypeError(f"expected in_action to be an equify Action, got {in_action!r}")
+        self.group = group
+        self.in_action = in_action
+        self.last_result: CanonicalizationResult | None = None
+
+    # ------------------------------------------------------------------ to implement
+    @abstractmethod
+    def predict(self, x: torch.Tensor) -> CanonicalizationResult:
+        """Choose ``c(x)`` for a batch ``x`` (validated)."""
+
+    @abstractmethod
+    def transform_input(self, x: torch.Tensor, result: CanonicalizationResult) -> torch.Tensor:
+        """``c(x)⁻¹·x``, differentiable with respect to the canonicalization network."""
+
+    @abstractmethod
+    def prior_loss(self, result: CanonicalizationResult | None = None) -> torch.Tensor:
+        """Scalar regularization that keeps ``c(x)`` where the pretrained predictor works."""
+
+    def validate_input(self, x: object) -> torch.Tensor:
+        """Raise TypeError/ValueError for inputs this canonicalizer cannot handle."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor input, got {type(x).__name__}")
+        return x
+
+    # ------------------------------------------------------------------ public API
+    def canonicalize(self, x: torch.Tensor) -> tuple[torch.Tensor, CanonicalizationResult]:
+        """Explicit form: return ``(c(x)⁻¹·x, result)`` and keep no state.
+
+        Args:
+            x: the input batch, e.g. ``(B, C, H, W)`` images.
+
+        Returns:
+            The canonicalized batch (same shape, dtype and device as ``x``) and the result.
+        """
+        x = self.validate_input(x)
+        result = self.predict(x)
+        return self.transform_input(x, result), result
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Stateful form: canonicalize ``x`` and remember the result in ``last_result``."""
+        x_c, result = self.canonicalize(x)
+        self.last_result = result
+        return x_c
+
+    def _result(self, result: CanonicalizationResult | None, what: str) -> CanonicalizationResult:
+        if result is not None:
+            if not isinstance(result, CanonicalizationResult):
+                raise TypeError(f"expected a CanonicalizationResult, got {type(result).__name__}")
+            return result
+        if self.last_result is None:
+            raise CanonicalizationStateError(
+                f"{what}() needs a canonicalization: call the canonicalizer on a batch first, or "
+                "pass result= from canonicalize()"
+            )
+        return self.last_result
+
+    def invert(
+        self, y: torch.Tensor, out_action: Action, result: CanonicalizationResult | None = None
+    ) -> torch.Tensor:
+        """Map the predictor's output back: ``c(x)·y``.
+
+        Args:
+            y: the predictor's output on ``c(x)⁻¹·x``; its first dimension is the batch.
+            out_action: how the group acts on ``y`` (``InvariantAction()`` for logits,
+                ``ImageAction()`` for dense maps, ``MaskAction()``, ``BoxAction(size)``,
+                ``RegularAction(group)``, ``PointAction()``).
+            result: the result of :meth:`canonicalize`; default: the last ``forward`` call's.
+
+        Returns:
+            ``c(x)·y``, same shape as ``y``.
+        """
+        result = self._result(result, "invert")
+        if not isinstance(out_action, Action):
+            raise TypeError(
+                f"expected out_action to be an equify Action (e.g. InvariantAction()), "
+                f"got {type(out_action).__name__}"
+            )
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(
+                f"expected the predictor output as a torch.Tensor, got {type(y).__name__}"
+            )
+        if y.dim() == 0 or y.shape[0] != result.batch_size:
+            raise ValueError(
+                f"the output has batch size {y.shape[0] if y.dim() else 'none'} but the "
+                f"canonicalization was for {result.batch_size} samples"
+            )
+        elements = result.elements
+        if isinstance(self.group, ContinuousGroup) and y.is_floating_point():
+            elements = elements.to(y.dtype)
+        return out_action.apply(y, elements, self.group)
+
+    def diagnostics(self, result: CanonicalizationResult | None = None) -> dict[str, Any]:
+        """Identity fraction, histogram of chosen elements and per-sample angles (JSON-ready)."""
+        return self._result(result, "diagnostics").summary()
+
+    def extra_repr(self) -> str:
+        return f"group={self.group}, in_action={self.in_action!r}"
