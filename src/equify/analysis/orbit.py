@@ -1,0 +1,147 @@
+"""Accuracy on the group orbit of a test set: every test image under every transformation.
+
+This is the papers' "C8-augmented test set" (Mondal et al., 2023) and, with a list of angles,
+accuracy against rotation angle for continuous rotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from equify.actions import Action, ImageAction, InvariantAction
+from equify.data.dataset import ImageDataset
+from equify.data.rotated import RotationSet
+from equify.groups import FiniteGroup
+from equify.testing import equivariance_error
+
+__all__ = ["OrbitEvaluation", "evaluate_orbit", "invariance_error"]
+
+
+@dataclass(frozen=True)
+class OrbitEvaluation:
+    """Accuracy per transformation of the orbit.
+
+    Attributes:
+        names: readable name of each transformation (``"90°"``, ``"flip, then 90°"``).
+        angles: rotation angle of each transformation in degrees.
+        reflections: whether each transformation flips.
+        accuracy: accuracy (0..1) on the test set transformed by each transformation.
+        count: number of test images.
+    """
+
+    names: list[str]
+    angles: list[float]
+    reflections: list[bool]
+    accuracy: list[float]
+    count: int
+
+    @property
+    def mean(self) -> float:
+        """Accuracy over the whole orbit (every image under every transformation)."""
+        return sum(self.accuracy) / len(self.accuracy)
+
+    @property
+    def worst(self) -> float:
+        """Accuracy of the worst transformation."""
+        return min(self.accuracy)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary including ``mean`` and ``worst``."""
+        return {**asdict(self), "mean": self.mean, "worst": self.worst}
+
+
+def _device_of(model: Callable) -> torch.device:
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate_orbit(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    dataset: ImageDataset,
+    rotations: RotationSet | FiniteGroup | str | list[float] | range,
+    batch_size: int = 256,
+    action: Action | None = None,
+) -> OrbitEvaluation:
+    """Accuracy of a classifier on every transformation of ``rotations`` of ``dataset``.
+
+    The transformations act on the dataset's raw ``[0, 1]`` pixels; the dataset's normalisation
+    comes after (as :class:`~equify.data.rotated.RotatedDataset` does).
+
+    Args:
+        model: ``(B, C, H, W) -> (B, classes)`` logits; put into eval mode while evaluating.
+        dataset: the (upright) test set.
+        rotations: a RotationSet, a finite group or its name (``"C8"``), or angles in degrees.
+        batch_size: images per forward pass.
+        action: the image action (default ``ImageAction()``: zeros fill the corners that non-90°
+            rotations bring in).
+
+    Returns:
+        An :class:`OrbitEvaluation`.
+    """
+    if not isinstance(dataset, ImageDataset):
+        raise TypeError(f"expected an equify ImageDataset, got {type(dataset).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    rs = RotationSet.parse(rotations)
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
+    device = _device_of(model)
+    correct = torch.zeros(len(rs), dtype=torch.long)
+    try:
+        for start in range(0, len(dataset), batch_size):
+            raw = dataset.images[start : start + batch_size].to(device)
+            labels = dataset.labels[start : start + batch_size].to(device)
+            for k in range(len(rs)):
+                logits = model(dataset.normalize(rs.apply(raw, k, action)))
+                correct[k] += int((logits.argmax(1) == labels).sum())
+    finally:
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+    n = len(dataset)
+    return OrbitEvaluation(
+        names=rs.names(),
+        angles=[float(a) for a in rs.angles],
+        reflections=[bool(r) for r in rs.reflections],
+        accuracy=(correct.double() / max(n, 1)).tolist(),
+        count=n,
+    )
+
+
+def invariance_error(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    group: FiniteGroup,
+    action: Action | None = None,
+) -> dict[str, float]:
+    """Largest absolute and relative change of a classifier's logits over the group.
+
+    Args:
+        model: ``(B, C, H, W) -> (B, classes)``; evaluated in eval mode.
+        images: a batch of (normalised) inputs.
+        group: the group whose elements are applied.
+        action: the input action (default ``ImageAction()``).
+
+    Returns:
+        ``{"max_abs": ..., "max_relative": ..., "mean_abs": ...}`` over all elements.
+    """
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
+    try:
+        rep = equivariance_error(model, images, group, action or ImageAction(), InvariantAction())
+    finally:
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+    return {
+        "max_abs": rep.max_error(),
+        "max_relative": rep.max_relative_error(),
+        "mean_abs": float(rep.mean_abs.mean()),
+    }

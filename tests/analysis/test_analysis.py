@@ -1,0 +1,132 @@
+"""Orbit evaluation, invariance error and cost measurement on models with known answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from equify.actions import ImageAction
+from equify.analysis import count_parameters, evaluate_orbit, invariance_error, measure_cost
+from equify.data import ImageDataset
+from equify.groups import CyclicGroup, DihedralGroup
+
+
+class BrightestQuadrant(nn.Module):
+    """Class = the quadrant (0 TL, 1 TR, 2 BR, 3 BL) holding the most light: not invariant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // 2, x.shape[-1] // 2
+        q = [
+            x[..., :h, :w].sum((1, 2, 3)),
+            x[..., :h, w:].sum((1, 2, 3)),
+            x[..., h:, w:].sum((1, 2, 3)),
+            x[..., h:, :w].sum((1, 2, 3)),
+        ]
+        return torch.stack(q, 1) + self.dummy
+
+
+class TotalLight(nn.Module):
+    """Logits from rotation-invariant statistics (sum and sum of squares): exactly invariant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(2, 4, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = torch.stack([x.sum((1, 2, 3)), x.pow(2).sum((1, 2, 3))], 1)
+        return self.head(feats.to(self.head.weight.dtype))
+
+
+def quadrant_data(n: int = 40) -> ImageDataset:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 1, 8, 8, generator=g) * 0.1
+    labels = torch.randint(0, 4, (n,), generator=g)
+    for i, q in enumerate(labels.tolist()):
+        r, c = [(0, 0), (0, 4), (4, 4), (4, 0)][q]
+        images[i, 0, r : r + 4, c : c + 4] += 0.8
+    return ImageDataset(images, labels, ["tl", "tr", "br", "bl"])
+
+
+def test_orbit_accuracy_known_answer():
+    """Rotating by 90° k times moves the bright quadrant k places: accuracy 1 then 0."""
+    data = quadrant_data()
+    ev = evaluate_orbit(BrightestQuadrant(), data, CyclicGroup(4), batch_size=7)
+    assert ev.accuracy == [1.0, 0.0, 0.0, 0.0]
+    assert ev.angles == [0.0, 90.0, 180.0, 270.0]
+    assert ev.count == len(data)
+    assert ev.mean == pytest.approx(0.25)
+    assert ev.worst == 0.0
+    d = ev.to_dict()
+    assert d["mean"] == pytest.approx(0.25) and len(d["names"]) == 4
+
+
+def test_orbit_accuracy_d4_matches_where_each_quadrant_goes():
+    """Under each D4 element a label stays right exactly when its quadrant is fixed."""
+    data = quadrant_data()
+    ev = evaluate_orbit(BrightestQuadrant(), data, "D4")
+    d4 = DihedralGroup(4)
+    assert len(ev.accuracy) == 8 and sum(ev.reflections) == 4
+    layout = torch.tensor([[0.0, 1.0], [3.0, 2.0]]).view(1, 1, 2, 2)  # quadrant ids as pixels
+    for k in range(8):
+        moved = ImageAction().apply(layout, torch.tensor(k), d4)
+        fixed = (moved == layout).view(2, 2)
+        fixed_ids = {
+            int(layout.view(2, 2)[i, j]) for i in range(2) for j in range(2) if fixed[i, j]
+        }
+        expected = sum(int(lab) in fixed_ids for lab in data.labels) / len(data)
+        assert ev.accuracy[k] == pytest.approx(expected)
+    assert ev.accuracy[0] == 1.0 and ev.accuracy[2] == 0.0  # identity; 180°
+
+
+def test_orbit_angles_and_mode_restored():
+    data = quadrant_data(10)
+    model = TotalLight().train()
+    ev = evaluate_orbit(model.float(), data, [0, 45, 90])
+    assert ev.angles == [0.0, 45.0, 90.0]
+    assert model.training  # the caller's mode is restored
+
+
+def test_orbit_bad_input():
+    with pytest.raises(TypeError, match="ImageDataset"):
+        evaluate_orbit(BrightestQuadrant(), torch.zeros(3, 1, 8, 8), "C4")
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_orbit(BrightestQuadrant(), quadrant_data(4), "C4", batch_size=0)
+
+
+@pytest.mark.parametrize("group", [CyclicGroup(4), DihedralGroup(4)])
+def test_invariance_error_separates_invariant_and_not(group):
+    x = torch.rand(6, 1, 9, 9, dtype=torch.float64)
+    inv = invariance_error(TotalLight(), x, group)
+    assert inv["max_abs"] < 1e-12
+    bad = invariance_error(BrightestQuadrant().double(), x, group)
+    assert bad["max_abs"] > 0.1 and bad["max_relative"] > 1e-3
+
+
+def test_count_parameters_counts_shared_once():
+    lin = nn.Linear(3, 4)
+    shared = nn.Sequential(lin, nn.ReLU(), lin)
+    assert count_parameters(lin) == 16
+    assert count_parameters(shared) == 16
+
+
+def test_measure_cost_side_by_side():
+    bare = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    wrapped = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), bare)
+    bare.train()
+    report = measure_cost(wrapped, bare, torch.rand(8, 1, 8, 8), repeats=3)
+    assert report.params_bare == 260
+    assert report.params_model == 270
+    assert report.extra_params_fraction == pytest.approx(10 / 260)
+    assert report.seconds_per_image_model > 0 and report.seconds_per_image_bare > 0
+    assert report.time_ratio == pytest.approx(
+        report.seconds_per_image_model / report.seconds_per_image_bare
+    )
+    assert bare.training  # modes restored
+    assert set(report.to_dict()) >= {"time_ratio", "extra_params_fraction"}
+    with pytest.raises(ValueError, match="repeats"):
+        measure_cost(wrapped, bare, torch.rand(2, 1, 8, 8), repeats=0)
