@@ -1,0 +1,217 @@
+"""Configuration of ``equify pretrain`` / ``adapt`` / ``evaluate``: defaults, YAML, overrides.
+
+A configuration is a nested dictionary with the sections below; every key has a default, a YAML
+file overrides some of them, and ``key.path=value`` overrides (from the command line) come last.
+The resolved configuration is saved beside the results (``config.yaml``).
+
+Sections:
+    ``data``: which data set and how to prepare it.
+    ``model``: the pretrained predictor: an architecture to pretrain, or a user checkpoint
+    (+ factory).
+    ``pretrain``: training of the stand-in pretrained model on upright data.
+    ``adapt``: the methods to run and the canonicalizer's settings.
+    ``evaluate``: what the report measures.
+    ``trainer``: PyTorch Lightning settings (accelerator, devices, strategy, num_nodes, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULTS",
+    "METHODS",
+    "apply_overrides",
+    "load_config",
+    "parse_override",
+    "save_config",
+    "validate_config",
+]
+
+#: The adaptation methods (the papers' baselines): fine-tuning on upright data, fine-tuning with
+#: group augmentation, learned canonicalization without and with the prior.
+METHODS = ("vanilla", "augment", "canon", "canon-prior")
+CANONICALIZERS = ("discrete", "optimization", "continuous")
+PRIORS = ("identity", "data")
+
+DEFAULTS: dict[str, Any] = {
+    "output_dir": "runs/default",
+    "seed": 0,
+    "data": {
+        "name": "mnist",
+        "root": None,
+        "size": None,
+        "test_fraction": 0.2,
+        "val_fraction": 0.1,
+        "normalize": True,
+        "max_train": None,
+        "max_test": None,
+    },
+    "model": {
+        "architecture": "small_cnn",
+        "kwargs": {},
+        "checkpoint": None,
+        "factory": None,
+    },
+    "pretrain": {
+        "epochs": 6,
+        "batch_size": 64,
+        "lr": 2e-3,
+    },
+    "adapt": {
+        "methods": list(METHODS),
+        "group": "C4",
+        "canonicalizer": "discrete",
+        "prior": "identity",
+        "prior_weight": 1.0,
+        "beta": 1.0,
+        "freeze_predictor": False,
+        "epochs": 5,
+        "batch_size": 64,
+        "lr_canonicalizer": 2e-3,
+        "lr_predictor": 2e-4,
+    },
+    "evaluate": {
+        "angles_step": 15,
+        "batch_size": 500,
+        "invariance_images": 64,
+        "timing_batch": 64,
+    },
+    "trainer": {
+        "accelerator": "auto",
+        "devices": "auto",
+        "strategy": "auto",
+        "num_nodes": 1,
+        "precision": "32-true",
+        "progress_bar": True,
+        "deterministic": False,
+    },
+}
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        path = f"{where}{key}"
+        if key not in base:
+            valid = ", ".join(sorted(base))
+            raise ValueError(f"unknown configuration key {path!r}; valid keys here: {valid}")
+        if isinstance(base[key], dict) and key != "kwargs":
+            if not isinstance(value, dict):
+                raise ValueError(f"configuration key {path!r} must be a mapping, got {value!r}")
+            out[key] = _merge(base[key], value, f"{path}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _yaml():
+    try:
+        import yaml
+    except ImportError as err:  # pragma: no cover - train extra missing
+        raise ImportError(
+            'reading and writing configuration files needs PyYAML: pip install "equify[train]"'
+        ) from err
+    return yaml
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``"adapt.group=C8"`` into ``(["adapt", "group"], "C8")`` (values read as YAML)."""
+    if not isinstance(text, str) or "=" not in text:
+        raise ValueError(f"expected an override of the form key.path=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ValueError(f"empty key in override {text!r}")
+    return keys, _yaml().safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides to a configuration (returns a new one)."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        config = _merge(config, nested)
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """Defaults, updated by the YAML file at ``path`` and then by ``overrides``; validated."""
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"configuration file not found: {p}")
+        loaded = _yaml().safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{p} must hold a mapping of configuration sections, got {loaded!r}")
+        config = _merge(config, loaded)
+    config = apply_overrides(config, list(overrides or []))
+    return validate_config(config)
+
+
+def save_config(config: dict[str, Any], path: str | Path) -> Path:
+    """Write the resolved configuration as YAML."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(_yaml().safe_dump(config, sort_keys=False))
+    return p
+
+
+def _positive(value: object, name: str, kind: type = int) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if kind is int:
+        ok = ok and isinstance(value, int)
+    if not ok:
+        raise ValueError(f"{name} must be a positive {kind.__name__}, got {value!r}")
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check types and names; raise ValueError naming the key and the valid values."""
+    from equify.groups import group as parse_group
+
+    a, d, p, e = config["adapt"], config["data"], config["pretrain"], config["evaluate"]
+    methods = a["methods"]
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+        a["methods"] = methods
+    if not isinstance(methods, list) or not methods:
+        raise ValueError(f"adapt.methods must be a non-empty list, got {methods!r}")
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r} in adapt.methods; valid: {', '.join(METHODS)}")
+    parse_group(a["group"])  # raises with the valid forms
+    if a["canonicalizer"] not in CANONICALIZERS:
+        raise ValueError(
+            f"unknown canonicalizer {a['canonicalizer']!r}; valid: {', '.join(CANONICALIZERS)}"
+        )
+    if a["prior"] not in PRIORS:
+        raise ValueError(f"unknown prior {a['prior']!r}; valid: {', '.join(PRIORS)}")
+    for section, keys in (
+        (p, ("epochs", "batch_size")),
+        (a, ("epochs", "batch_size")),
+        (e, ("batch_size", "angles_step", "invariance_images", "timing_batch")),
+    ):
+        for k in keys:
+            _positive(section[k], k)
+    for section, keys in ((p, ("lr",)), (a, ("lr_canonicalizer", "lr_predictor", "beta"))):
+        for k in keys:
+            _positive(section[k], k, float)
+    if not isinstance(a["prior_weight"], (int, float)) or a["prior_weight"] < 0:
+        raise ValueError(f"adapt.prior_weight must be >= 0, got {a['prior_weight']!r}")
+    for k in ("val_fraction", "test_fraction"):
+        v = d[k]
+        if not isinstance(v, (int, float)) or not 0 < v < 1:
+            raise ValueError(f"data.{k} must be in (0, 1), got {v!r}")
+    for k in ("max_train", "max_test", "size"):
+        if d[k] is not None:
+            _positive(d[k], f"data.{k}")
+    if not isinstance(config["seed"], int):
+        raise ValueError(f"seed must be an int, got {config['seed']!r}")
+    if not isinstance(config["model"]["kwargs"], dict):
+        raise ValueError("model.kwargs must be a mapping")
+    return config

@@ -1,0 +1,149 @@
+"""The Lightning module that pretrains, fine-tunes or adapts a classifier.
+
+One module serves every method: the model is either a plain predictor (pretraining, vanilla and
+augmented fine-tuning) or an :class:`~equify.canonicalization.EquivariantModel` (learned
+canonicalization, with or without prior). Multi-GPU or multi-node training is a Trainer flag
+(``devices``, ``strategy="ddp"``, ``num_nodes``): the canonicalizer is used through its explicit,
+stateless form here, so it is safe under any strategy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from equify.canonicalization import EquivariantModel
+from equify.data.rotated import RotationSet
+
+try:
+    import lightning as L
+except ImportError as err:  # pragma: no cover - train extra missing
+    raise ImportError('training needs PyTorch Lightning: pip install "equify[train]"') from err
+
+__all__ = ["ClassifierModule", "NonFiniteLossError", "Normalized"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class Normalized(nn.Module):
+    """``net((x - mean) / std)``: the model takes raw ``[0, 1]`` images.
+
+    Keeping the normalisation inside the model means every transformation (rotations, the
+    canonicalizer) acts on raw pixels, whose zero fill is black, as in the rotated test sets.
+
+    Args:
+        net: the classifier on normalised inputs.
+        mean: per-channel means ``(C,)``.
+        std: per-channel standard deviations ``(C,)``.
+    """
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` raw images -> the wrapped network's output."""
+        return self.net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy training of a classifier, optionally with augmentation and a prior.
+
+    Args:
+        model: a predictor or an EquivariantModel.
+        lr_model: learning rate of the predictor's parameters (0 freezes them).
+        lr_canonicalizer: learning rate of the canonicalizer (EquivariantModel only).
+        prior_weight: weight of the canonicalizer's prior loss.
+        augment: a RotationSet to sample one transformation per training image from, or None.
+        method: a name for logs and errors.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr_model: float,
+        lr_canonicalizer: float = 0.0,
+        prior_weight: float = 0.0,
+        augment: RotationSet | None = None,
+        method: str = "train",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr_model = float(lr_model)
+        self.lr_canonicalizer = float(lr_canonicalizer)
+        self.prior_weight = float(prior_weight)
+        self.augment = augment
+        self.method = method
+        self.equivariant = isinstance(model, EquivariantModel)
+        if not self.equivariant and self.prior_weight:
+            raise ValueError("prior_weight needs an EquivariantModel")
+        if self.lr_model == 0:
+            for p in self._predictor().parameters():
+                p.requires_grad_(False)
+
+    def _predictor(self) -> nn.Module:
+        return self.model.predictor if self.equivariant else self.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        if stage == "train" and self.augment is not None:
+            which = torch.randint(len(self.augment), (x.shape[0],))
+            x = self.augment.apply(x, which)
+        if self.equivariant:
+            logits, result = self.model.forward_with_result(x)
+            task = F.cross_entropy(logits, y)
+            loss = task
+            if stage == "train" and self.prior_weight:
+                prior = self.model.prior_loss(result)
+                loss = task + self.prior_weight * prior
+                self.log("train/prior", prior.detach(), on_epoch=True, on_step=False)
+            self.log(
+                f"{stage}/identity_fraction",
+                result.identity_fraction(),
+                on_epoch=True,
+                on_step=False,
+                prog_bar=stage == "val",
+            )
+        else:
+            logits = self.model(x)
+            loss = task = F.cross_entropy(logits, y)
+        if stage == "train" and not math.isfinite(float(loss.detach())):
+            raise NonFiniteLossError(
+                f"{self.method}: the training loss became {float(loss.detach())} at epoch "
+                f"{self.current_epoch}, step {self.global_step}; training stopped. The last "
+                "checkpoint written before this step is intact: lower the learning rate and "
+                "resume from it."
+            )
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log(f"{stage}/loss", task.detach(), on_epoch=True, on_step=stage == "train")
+        self.log(f"{stage}/acc", acc, on_epoch=True, on_step=False, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        groups = []
+        predictor = [p for p in self._predictor().parameters() if p.requires_grad]
+        if predictor and self.lr_model > 0:
+            groups.append({"params": predictor, "lr": self.lr_model})
+        if self.equivariant:
+            canon = [p for p in self.model.canonicalizer.parameters() if p.requires_grad]
+            if canon:
+                groups.append({"params": canon, "lr": self.lr_canonicalizer})
+        if not groups:
+            raise ValueError(f"{self.method}: nothing to train (every learning rate is 0)")
+        return torch.optim.Adam(groups)

@@ -1,0 +1,159 @@
+"""The report of a run: a terminal table, ``results.json`` and PNG plots.
+
+Plots (matplotlib, the ``train`` extra):
+
+* ``accuracy_vs_angle.png``: test accuracy against rotation angle, every method on one figure;
+* ``canonical_orientations.png``: histogram of the elements the canonicalizers choose on the
+  upright test set (a good prior puts nearly everything on the identity);
+* ``canonicalized_examples.png``: randomly rotated test inputs beside their canonicalized
+  versions, for each canonicalization method.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from equify.canonicalization import EquivariantModel
+from equify.data import ImageDataset, RotationSet
+from equify.groups import FiniteGroup
+
+__all__ = ["format_table", "write_report"]
+
+
+def _pct(v: float | None) -> str:
+    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:6.2f}"
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The results as an aligned text table (accuracies in %)."""
+    group = results["group"]
+    head = (
+        f"{'method':<13}{'upright':>9}{group + ' orbit':>12}{'worst el.':>11}{'all angles':>12}"
+        f"{'inv. err':>11}{'identity':>10}{'+params':>9}{'time x':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, m in results["methods"].items():
+        canon = m.get("canonicalization", {})
+        cost = m["cost"]
+        lines.append(
+            f"{name:<13}{_pct(m['upright_accuracy']):>9}{_pct(m['orbit']['mean']):>12}"
+            f"{_pct(m['orbit']['worst']):>11}{_pct(m['angles']['mean']):>12}"
+            f"{m['invariance_error']['max_abs']:>11.1e}"
+            f"{_pct(canon.get('identity_fraction_upright')):>10}"
+            f"{100 * cost['extra_params_fraction']:>8.2f}%{cost['time_ratio']:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_angles(results: dict[str, Any], path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for name, m in results["methods"].items():
+        ang = m["angles"]["angles"] + [360.0]
+        acc = [100 * a for a in m["angles"]["accuracy"]]
+        ax.plot(ang, acc + acc[:1], marker="o", ms=3, label=name)
+    ax.set_xlabel("rotation of the test set (degrees, counter-clockwise)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks(range(0, 361, 45))
+    ax.set_title(f"{results['data']['name']}: accuracy against rotation ({results['group']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=5, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_histograms(results: dict[str, Any], path: Path) -> bool:
+    items = [
+        (n, m["canonicalization"]["histogram_upright"])
+        for n, m in results["methods"].items()
+        if "histogram_upright" in m.get("canonicalization", {})
+    ]
+    if not items:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(items), figsize=(4 * len(items), 3), squeeze=False)
+    for ax, (name, hist) in zip(axes[0], items, strict=True):
+        ax.bar(range(len(hist)), hist)
+        ax.set_xticks(range(len(hist)))
+        ax.set_xlabel("chosen element c(x)")
+        ax.set_ylabel("test images")
+        ax.set_title(f"{name}: canonical orientations")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+@torch.no_grad()
+def _plot_examples(
+    models: dict[str, nn.Module], data: ImageDataset, group_spec: Any, path: Path, n: int = 8
+) -> bool:
+    canon = {k: m for k, m in models.items() if isinstance(m, EquivariantModel)}
+    if not canon:
+        return False
+    plt = _plt()
+    rs = RotationSet.parse(group_spec)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(data), generator=gen)[:n]
+    which = torch.randint(len(rs), (n,), generator=gen)
+    rows = [("rotated input", rs.apply(data.images[idx], which))]
+    for name, model in canon.items():
+        dev = next(model.parameters()).device
+        x_c, _ = model.canonicalizer.canonicalize(rows[0][1].to(dev))
+        rows.append((f"{name}: canonicalized", x_c.cpu()))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
+    for r, (title, imgs) in enumerate(rows):
+        for c in range(n):
+            img = imgs[c].clamp(0, 1)
+            ax = axes[r][c]
+            if img.shape[0] == 1:
+                ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(img[:3].permute(1, 2, 0))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report(
+    results: dict[str, Any], models: dict[str, nn.Module], data: Any, run_dir: Path
+) -> dict[str, str]:
+    """Write ``results.json`` and the plots into ``run_dir``; returns the files written."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = {"results": str(run_dir / "results.json")}
+    _plot_angles(results, run_dir / "accuracy_vs_angle.png")
+    files["accuracy_vs_angle"] = str(run_dir / "accuracy_vs_angle.png")
+    if _plot_histograms(results, run_dir / "canonical_orientations.png"):
+        files["canonical_orientations"] = str(run_dir / "canonical_orientations.png")
+    from equify.groups import group as parse_group
+
+    g = parse_group(results["group"])
+    spec = g if isinstance(g, FiniteGroup) else list(range(0, 360, 15))
+    if _plot_examples(models, data.test, spec, run_dir / "canonicalized_examples.png"):
+        files["canonicalized_examples"] = str(run_dir / "canonicalized_examples.png")
+    results["files"] = files
+    tmp = run_dir / ".results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, default=str))
+    tmp.replace(run_dir / "results.json")
+    return files

@@ -1,0 +1,94 @@
+"""The ``equify`` command: the main job end to end, and clear errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("lightning")
+pytest.importorskip("sklearn")
+
+from equify.cli import main
+
+TINY = [
+    "--data",
+    "digits",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--set",
+    "pretrain.epochs=1",
+    "--set",
+    "evaluate.angles_step=90",
+    "--set",
+    "evaluate.invariance_images=8",
+    "--set",
+    "evaluate.timing_batch=4",
+]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_adapt_prints_the_table_and_writes_results(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["adapt", "--output", str(out), "--group", "D4", "--methods", "canon-prior", *TINY])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "D4 orbit" in printed and "canon-prior" in printed and "pretrained" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["group"] == "D4"
+    assert results["methods"]["canon-prior"]["invariance_error"]["max_abs"] <= 1e-5
+    assert len(results["methods"]["canon-prior"]["orbit"]["accuracy"]) == 8
+    # evaluate reads the saved configuration of the run
+    assert main(["evaluate", "--output", str(out), "--quiet"]) == 0
+    assert "canon-prior" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "imagenet"], "imagenet"),
+        (["--group", "C4.5"], "C4"),
+        (["--methods", "vanilla,distill"], "distill"),
+        (["--set", "model.architecture=vgg"], "vgg"),
+        (["--set", "adapt.nosuch=1"], "nosuch"),
+        (["--config", "missing.yaml"], "missing.yaml"),
+        (["--data", "folder", "--root", "/nonexistent/images"], "/nonexistent/images"),
+    ],
+)
+def test_bad_names_exit_2_with_the_valid_ones(tmp_path, capsys, args, message):
+    code = main(["adapt", "--output", str(tmp_path / "r"), "--quiet", *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("equify: error:") and message in err
+
+
+def test_unknown_names_list_the_valid_ones(tmp_path, capsys):
+    main(["adapt", "--output", str(tmp_path / "r"), "--quiet", "--data", "imagenet"])
+    err = capsys.readouterr().err
+    assert "mnist" in err and "fashion-mnist" in err
+    main(["adapt", "--output", str(tmp_path / "r"), "--quiet", "--set", "model.architecture=vgg"])
+    err = capsys.readouterr().err
+    assert "small_cnn" in err and "resnet18" in err
+
+
+def test_evaluate_before_adapt_says_so(tmp_path, capsys):
+    assert (
+        main(["evaluate", "--output", str(tmp_path / "none"), "--quiet", "--data", "digits"]) == 2
+    )
+    assert "equify adapt" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    proc = subprocess.run(
+        [sys.executable, "-m", "equify.cli", "adapt", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert "--methods" in proc.stdout and "--resume" in proc.stdout

@@ -1,0 +1,85 @@
+"""Configuration: defaults, YAML files, command-line overrides and validation errors."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("yaml")
+pytest.importorskip("lightning")
+
+from equify.training.config import (
+    DEFAULTS,
+    apply_overrides,
+    load_config,
+    parse_override,
+    save_config,
+)
+
+
+def test_defaults_validate_and_are_not_mutated():
+    cfg = load_config()
+    assert cfg == DEFAULTS
+    cfg["adapt"]["group"] = "C8"
+    assert DEFAULTS["adapt"]["group"] == "C4"
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("adapt:\n  group: D4\n  epochs: 3\ndata:\n  name: digits\n")
+    cfg = load_config(path, ["adapt.epochs=7", "adapt.methods=vanilla,canon", "data.size=9"])
+    assert cfg["adapt"]["group"] == "D4"
+    assert cfg["adapt"]["epochs"] == 7  # the override wins over the file
+    assert cfg["adapt"]["methods"] == ["vanilla", "canon"]
+    assert cfg["data"] == {**DEFAULTS["data"], "name": "digits", "size": 9}
+
+
+def test_override_values_are_yaml():
+    assert parse_override("adapt.prior_weight=0.5") == (["adapt", "prior_weight"], 0.5)
+    assert parse_override("trainer.progress_bar=false") == (["trainer", "progress_bar"], False)
+    assert parse_override("data.root=") == (["data", "root"], None)
+    cfg = apply_overrides(DEFAULTS, ["model.kwargs={width: 8}"])
+    assert cfg["model"]["kwargs"] == {"width": 8}
+
+
+def test_saved_configuration_round_trips(tmp_path):
+    cfg = load_config(None, ["adapt.group=C8", "seed=3"])
+    path = save_config(cfg, tmp_path / "sub" / "config.yaml")
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("adapt.grup=C4", r"unknown configuration key 'adapt.grup'.*group"),
+        ("nosuch=1", r"unknown configuration key 'nosuch'"),
+        ("adapt=3", r"'adapt' must be a mapping"),
+        ("adapt.methods=vanilla,finetune", r"unknown method 'finetune'.*canon-prior"),
+        ("adapt.methods=[]", r"non-empty"),
+        ("adapt.group=C4x", r"C4"),
+        ("adapt.canonicalizer=magic", r"unknown canonicalizer 'magic'.*discrete"),
+        ("adapt.prior=uniform", r"unknown prior 'uniform'.*identity"),
+        ("adapt.epochs=0", r"epochs must be a positive int"),
+        ("adapt.epochs=1.5", r"epochs must be a positive int"),
+        ("pretrain.lr=-1", r"lr must be a positive float"),
+        ("adapt.prior_weight=-0.1", r"prior_weight must be >= 0"),
+        ("data.val_fraction=1", r"val_fraction must be in \(0, 1\)"),
+        ("seed=abc", r"seed must be an int"),
+        ("model.kwargs=3", r"model.kwargs"),
+    ],
+)
+def test_bad_configuration_names_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_override_syntax_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="key.path=value"):
+        parse_override("adapt.group")
+    with pytest.raises(ValueError, match="empty key"):
+        parse_override("=3")
+    with pytest.raises(FileNotFoundError, match="nothere.yaml"):
+        load_config(tmp_path / "nothere.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"):
+        load_config(bad)

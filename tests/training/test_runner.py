@@ -1,0 +1,253 @@
+"""End to end: pretrain, adapt with every method, evaluate, report, resume; training failures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("lightning")
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+import lightning as L
+
+from equify.canonicalization import EquivariantModel
+from equify.models import save_checkpoint
+from equify.models.cnn import SmallCNN
+from equify.training import (
+    ClassifierModule,
+    NonFiniteLossError,
+    Normalized,
+    load_config,
+    prepare_data,
+    pretrained_model,
+    run_adapt,
+    run_evaluate,
+)
+from equify.training.runner import _fit
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+
+def tiny_config(out: Path, *extra: str) -> dict:
+    """Digits (8x8), one epoch each: the whole pipeline in seconds."""
+    return load_config(
+        None,
+        [
+            f"output_dir={out}",
+            "data.name=digits",
+            "pretrain.epochs=2",
+            "adapt.epochs=1",
+            "trainer.accelerator=cpu",
+            "trainer.progress_bar=false",
+            "evaluate.angles_step=45",
+            "evaluate.invariance_images=16",
+            "evaluate.timing_batch=8",
+            *extra,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(out)
+    return cfg, run_adapt(cfg)
+
+
+def test_adapt_runs_every_method_and_reports(finished_run):
+    cfg, results = finished_run
+    out = Path(cfg["output_dir"])
+    methods = results["methods"]
+    assert list(methods) == ["pretrained", "vanilla", "augment", "canon", "canon-prior"]
+    for name, m in methods.items():
+        assert 0.0 <= m["upright_accuracy"] <= 1.0, name
+        assert len(m["orbit"]["accuracy"]) == 4
+        assert m["angles"]["angles"] == [float(a) for a in range(0, 360, 45)]
+        assert m["cost"]["params_bare"] > 0
+    # the canonicalized models are exactly C4-invariant; the pretrained CNN is not
+    for name in ("canon", "canon-prior"):
+        assert methods[name]["invariance_error"]["max_abs"] <= 1e-5
+        assert len(methods[name]["canonicalization"]["histogram_upright"]) == 4
+        orbit = methods[name]["orbit"]["accuracy"]
+        assert max(orbit) - min(orbit) < 1e-9
+        assert methods[name]["cost"]["extra_params_fraction"] > 0
+    assert methods["pretrained"]["invariance_error"]["max_abs"] > 1e-3
+    # the stand-in pretrained model learned something (10 classes: chance is 10%)
+    assert methods["pretrained"]["upright_accuracy"] > 0.5
+    for f in (
+        "config.yaml",
+        "pretrained.pt",
+        "results.json",
+        "accuracy_vs_angle.png",
+        "canonical_orientations.png",
+        "canonicalized_examples.png",
+        "models/canon-prior.pt",
+        "checkpoints/canon-prior/best.ckpt",
+        "checkpoints/canon-prior/last.ckpt",
+    ):
+        assert (out / f).is_file(), f
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["methods"]["canon-prior"]["upright_accuracy"] == pytest.approx(
+        methods["canon-prior"]["upright_accuracy"]
+    )
+    assert load_config(out / "config.yaml") == cfg
+    assert set(results["train_seconds"]) == {"vanilla", "augment", "canon", "canon-prior"}
+
+
+def test_resume_skips_finished_methods_and_evaluate_reproduces(finished_run):
+    cfg, results = finished_run
+    again = run_adapt(cfg, resume=True)
+    assert again["train_seconds"] == {}
+    evaluated = run_evaluate(cfg)
+    for name in results["methods"]:
+        for r in (again, evaluated):
+            assert r["methods"][name]["upright_accuracy"] == pytest.approx(
+                results["methods"][name]["upright_accuracy"]
+            )
+            assert r["methods"][name]["orbit"]["mean"] == pytest.approx(
+                results["methods"][name]["orbit"]["mean"]
+            )
+
+
+def test_evaluate_without_a_run_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="equify adapt"):
+        run_evaluate(tiny_config(tmp_path / "empty"))
+
+
+class _NaNAfter(nn.Module):
+    """A classifier whose output turns NaN after ``n`` training forward passes."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.net = SmallCNN(in_channels=1, num_classes=10)
+        self.n = n
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.n:
+                return out * float("nan")
+        return out
+
+
+class _StopAt(L.Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.first_epoch: int | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.first_epoch is None:
+            self.first_epoch = trainer.current_epoch
+        if trainer.current_epoch == self.epoch:
+            raise KeyError("simulated crash")
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, "adapt.batch_size=256")
+    data = prepare_data(cfg)
+    steps = math.ceil(len(data.train) / 256)
+    model = _NaNAfter(steps + 1)  # fine for epoch 0, NaN in epoch 1
+    module = ClassifierModule(model, lr_model=1e-3, method="nan-test")
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(
+        NonFiniteLossError, match=r"nan-test: the training loss became nan at epoch 1"
+    ):
+        _fit(module, data, cfg, ckpt, epochs=3, batch_size=256, resume=False)
+    last = torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 0
+    assert all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
+
+
+def test_interrupted_training_resumes_from_the_last_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, "adapt.batch_size=256")
+    data = prepare_data(cfg)
+    ckpt = tmp_path / "ckpt"
+
+    def with_callback(cb):
+        import equify.training.runner as runner
+
+        original = runner._trainer
+
+        def patched(*args, **kwargs):
+            trainer = original(*args, **kwargs)
+            trainer.callbacks.append(cb)
+            return trainer
+
+        monkeypatch.setattr(runner, "_trainer", patched)
+
+    crash = _StopAt(epoch=1)
+    with_callback(crash)
+    module = ClassifierModule(SmallCNN(in_channels=1, num_classes=10), lr_model=1e-3)
+    with pytest.raises(KeyError, match="simulated crash"):
+        _fit(module, data, cfg, ckpt, epochs=3, batch_size=256, resume=False)
+    assert torch.load(ckpt / "last.ckpt", weights_only=False)["epoch"] == 0
+    assert not list(ckpt.glob("*.tmp*"))  # atomic writes leave no temporary files
+
+    watch = _StopAt(epoch=99)
+    monkeypatch.undo()
+    with_callback(watch)
+    module = ClassifierModule(SmallCNN(in_channels=1, num_classes=10), lr_model=1e-3)
+    _fit(module, data, cfg, ckpt, epochs=3, batch_size=256, resume=True)
+    assert watch.first_epoch == 1  # continued after the finished epoch, not from scratch
+    assert torch.load(ckpt / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def _write_factory(tmp_path: Path, monkeypatch) -> str:
+    (tmp_path / "my_models.py").write_text(
+        "from torch import nn\n\n"
+        "def build(in_channels=1, num_classes=10):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_models:build"
+
+
+def test_user_checkpoint_and_factory_are_loaded(tmp_path, monkeypatch):
+    factory = _write_factory(tmp_path, monkeypatch)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    torch.save(net.state_dict(), tmp_path / "mine.pt")
+    cfg = tiny_config(
+        tmp_path / "run", f"model.checkpoint={tmp_path / 'mine.pt'}", f"model.factory={factory}"
+    )
+    data = prepare_data(cfg)
+    loaded = pretrained_model(cfg, data, Path(cfg["output_dir"]))
+    assert isinstance(loaded, Normalized)
+    assert torch.equal(loaded.net[1].weight, net[1].weight)
+    x = data.test.images[:4]
+    assert torch.allclose(
+        loaded(x), net((x - data.mean.view(1, -1, 1, 1)) / data.std.view(1, -1, 1, 1))
+    )
+
+
+def test_checkpoint_of_the_wrong_architecture_names_the_keys(tmp_path, monkeypatch):
+    factory = _write_factory(tmp_path, monkeypatch)
+    save_checkpoint(tmp_path / "cnn.pt", SmallCNN(in_channels=1, num_classes=10))
+    cfg = tiny_config(
+        tmp_path / "run", f"model.checkpoint={tmp_path / 'cnn.pt'}", f"model.factory={factory}"
+    )
+    with pytest.raises(ValueError, match=r"1\.weight"):
+        pretrained_model(cfg, prepare_data(cfg), Path(cfg["output_dir"]))
+
+
+def test_canonicalized_model_is_built_from_the_configuration(tmp_path):
+    from equify.training import build_equivariant_model
+
+    for group, canon in (("D4", "discrete"), ("C4", "optimization"), ("SO2", "continuous")):
+        cfg = tiny_config(tmp_path, f"adapt.group={group}", f"adapt.canonicalizer={canon}")
+        data = prepare_data(cfg)
+        net = Normalized(SmallCNN(in_channels=1, num_classes=10), data.mean, data.std)
+        model = build_equivariant_model(cfg, net, data, with_prior=True)
+        assert isinstance(model, EquivariantModel)
+        assert str(model.canonicalizer.group) == group
+        logits = model(data.test.images[:3])
+        assert logits.shape == (3, 10)
