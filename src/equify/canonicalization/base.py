@@ -174,9 +174,17 @@ class Canonicalizer(nn.Module, ABC):
     def transform_input(self, x: torch.Tensor, result: CanonicalizationResult) -> torch.Tensor:
         """``c(x)⁻¹·x``, differentiable with respect to the canonicalization network."""
 
-    @abstractmethod
     def prior_loss(self, result: CanonicalizationResult | None = None) -> torch.Tensor:
-        """Scalar regularization that keeps ``c(x)`` where the pretrained predictor works."""
+        """Scalar regularization that keeps ``c(x)`` where the pretrained predictor works.
+
+        The canonicalizer's ``prior`` (a callable on the result, if the subclass set one) on
+        ``result`` (default: the last forward call's); 0 without prior.
+        """
+        result = self._result(result, "prior_loss")
+        prior = getattr(self, "prior", None)
+        if prior is None:
+            return torch.zeros((), device=result.elements.device)
+        return prior(result)
 
     def validate_input(self, x: object) -> torch.Tensor:
         """Raise TypeError/ValueError for inputs this canonicalizer cannot handle."""

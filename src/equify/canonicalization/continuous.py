@@ -165,11 +165,5 @@ class ContinuousCanonicalizer(Canonicalizer):
         """``Qᵀ·x``, differentiable in ``Q``."""
         return self.in_action.apply(x, result.elements.transpose(-1, -2).to(x.dtype), self.group)
 
-    def prior_loss(self, result: CanonicalizationResult | None = None) -> torch.Tensor:
-        result = self._result(result, "prior_loss")
-        if self.prior is None:
-            return torch.zeros((), device=result.elements.device)
-        return self.prior(result)
-
     def extra_repr(self) -> str:
         return f"group={self.group}, in_channels={self.in_channels}, in_action={self.in_action!r}"

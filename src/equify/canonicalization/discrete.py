@@ -181,13 +181,6 @@ class DiscreteCanonicalizer(Canonicalizer):
             x_c = x_c + torch.einsum("bg,bg...->b...", delta, candidates)
         return x_c
 
-    def prior_loss(self, result: CanonicalizationResult | None = None) -> torch.Tensor:
-        """The prior's loss on ``result`` (default: the last forward call's); 0 without prior."""
-        result = self._result(result, "prior_loss")
-        if self.prior is None:
-            return torch.zeros((), device=result.elements.device)
-        return self.prior(result)
-
     def extra_repr(self) -> str:
         return (
             f"group={self.group}, in_channels={self.in_channels}, beta={self.beta}, "

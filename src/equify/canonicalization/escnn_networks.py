@@ -106,6 +106,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equify._validation import check_int as _check_int
 from equify.actions import circle_mask
 from equify.actions.image import exact_codes
 from equify.groups import O2, SO2, FiniteGroup, Group
@@ -217,14 +218,6 @@ def _quiet_escnn() -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_kernel_size(value: object) -> int:

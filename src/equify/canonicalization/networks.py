@@ -47,6 +47,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from equify._validation import check_int as _check_int
 from equify.actions import circle_mask
 from equify.groups import O2, SO2, CyclicGroup, DihedralGroup, FiniteGroup, Group
 from equify.groups import group as parse_group
@@ -64,14 +65,6 @@ __all__ = [
 
 _DOWNSAMPLING = ("centred", "strided", "none")
 _INPUT_MASKS = ("auto", "circle", None)
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 class InscribedDiskMask(nn.Module):

@@ -19,20 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equify._validation import check_int as _check_int
 from equify.groups import FiniteGroup
 from equify.nn.gconv import check_finite_group
 
 __all__ = ["CentredPool2d", "GroupPool", "centred_pool_geometry", "is_centred"]
 
 _REDUCTIONS = ("mean", "max")
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def is_centred(size: int, kernel_size: int, stride: int, padding: int = 0) -> bool:
