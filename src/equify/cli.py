@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # adapt.norm_stats=frozen keeps the predictor's BatchNorm layers in eval mode on purpose
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
     try:
         overrides = _overrides(args)
         config_path = args.config

@@ -58,6 +58,7 @@ def test_saved_configuration_round_trips(tmp_path):
         ("adapt.group=C4x", r"C4"),
         ("adapt.canonicalizer=magic", r"unknown canonicalizer 'magic'.*discrete"),
         ("adapt.prior=uniform", r"unknown prior 'uniform'.*identity"),
+        ("adapt.norm_stats=adapt", r"unknown adapt.norm_stats 'adapt'.*frozen, update"),
         ("adapt.epochs=0", r"epochs must be a positive int"),
         ("adapt.epochs=1.5", r"epochs must be a positive int"),
         ("pretrain.lr=-1", r"lr must be a positive float"),

@@ -202,6 +202,23 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(tmp_path, monkeyp
     assert torch.load(ckpt / "last.ckpt", weights_only=False)["epoch"] == 2
 
 
+@pytest.mark.parametrize("frozen", [True, False])
+def test_norm_statistics_frozen_or_updated(tmp_path, frozen):
+    cfg = tiny_config(tmp_path)
+    data = prepare_data(cfg)
+    net = SmallCNN(in_channels=1, num_classes=10)
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns
+    before = [bn.running_mean.clone() for bn in bns]
+    weights = [bn.weight.detach().clone() for bn in bns]
+    module = ClassifierModule(net, lr_model=1e-2, freeze_norm_stats=frozen)
+    _fit(module, data, cfg, tmp_path / "ckpt", epochs=1, batch_size=256, resume=False)
+    same = [torch.equal(b, bn.running_mean) for b, bn in zip(before, bns, strict=True)]
+    assert all(same) if frozen else not any(same)
+    # the affine weights train either way
+    assert not any(torch.equal(w, bn.weight) for w, bn in zip(weights, bns, strict=True))
+
+
 def _write_factory(tmp_path: Path, monkeypatch) -> str:
     (tmp_path / "my_models.py").write_text(
         "from torch import nn\n\n"

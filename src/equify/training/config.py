@@ -35,6 +35,9 @@ __all__ = [
 METHODS = ("vanilla", "augment", "canon", "canon-prior")
 CANONICALIZERS = ("discrete", "optimization", "continuous")
 PRIORS = ("identity", "data")
+#: What adaptation does with the predictor's BatchNorm statistics: keep the pretrained ones
+#: ("frozen") or re-estimate them on the adaptation batches ("update").
+NORM_STATS = ("frozen", "update")
 
 DEFAULTS: dict[str, Any] = {
     "output_dir": "runs/default",
@@ -68,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
         "prior_weight": 1.0,
         "beta": 1.0,
         "freeze_predictor": False,
+        "norm_stats": "frozen",
         "epochs": 5,
         "batch_size": 64,
         "lr_canonicalizer": 2e-3,
@@ -188,6 +192,10 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if a["canonicalizer"] not in CANONICALIZERS:
         raise ValueError(
             f"unknown canonicalizer {a['canonicalizer']!r}; valid: {', '.join(CANONICALIZERS)}"
+        )
+    if a["norm_stats"] not in NORM_STATS:
+        raise ValueError(
+            f"unknown adapt.norm_stats {a['norm_stats']!r}; valid: {', '.join(NORM_STATS)}"
         )
     if a["prior"] not in PRIORS:
         raise ValueError(f"unknown prior {a['prior']!r}; valid: {', '.join(PRIORS)}")

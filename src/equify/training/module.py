@@ -63,6 +63,10 @@ class ClassifierModule(L.LightningModule):
         prior_weight: weight of the canonicalizer's prior loss.
         augment: a RotationSet to sample one transformation per training image from, or None.
         method: a name for logs and errors.
+        freeze_norm_stats: keep the predictor's BatchNorm layers in eval mode while training, so
+            they keep the pretrained running statistics (their affine weights still train).
+            Early in adaptation the canonicalized inputs are off the pretrained distribution;
+            updating the statistics on them costs accuracy.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class ClassifierModule(L.LightningModule):
         prior_weight: float = 0.0,
         augment: RotationSet | None = None,
         method: str = "train",
+        freeze_norm_stats: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -81,12 +86,25 @@ class ClassifierModule(L.LightningModule):
         self.prior_weight = float(prior_weight)
         self.augment = augment
         self.method = method
+        self.freeze_norm_stats = bool(freeze_norm_stats)
         self.equivariant = isinstance(model, EquivariantModel)
         if not self.equivariant and self.prior_weight:
             raise ValueError("prior_weight needs an EquivariantModel")
         if self.lr_model == 0:
             for p in self._predictor().parameters():
                 p.requires_grad_(False)
+
+    def _freeze_norm_layers(self) -> None:
+        if self.freeze_norm_stats:
+            for m in self._predictor().modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def on_train_epoch_start(self) -> None:
+        self._freeze_norm_layers()
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._freeze_norm_layers()  # validation may have reset the modes
 
     def _predictor(self) -> nn.Module:
         return self.model.predictor if self.equivariant else self.model

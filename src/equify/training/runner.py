@@ -304,10 +304,15 @@ def _method_model(
     # Loaded checkpoints come in eval mode: adaptation trains (and updates BatchNorm statistics).
     predictor = copy.deepcopy(pretrained).train()
     lr_pred = 0.0 if a["freeze_predictor"] else a["lr_predictor"]
+    frozen_stats = a["norm_stats"] == "frozen"
     if method in ("vanilla", "augment"):
         augment = RotationSet.parse(_augment_rotations(a["group"])) if method == "augment" else None
         module = ClassifierModule(
-            predictor, lr_model=a["lr_predictor"], augment=augment, method=method
+            predictor,
+            lr_model=a["lr_predictor"],
+            augment=augment,
+            method=method,
+            freeze_norm_stats=frozen_stats,
         )
         return predictor, module
     model = build_equivariant_model(cfg, predictor, data, with_prior=method == "canon-prior")
@@ -318,6 +323,7 @@ def _method_model(
         lr_canonicalizer=a["lr_canonicalizer"],
         prior_weight=weight,
         method=method,
+        freeze_norm_stats=frozen_stats,
     )
     return model, module
 
