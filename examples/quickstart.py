@@ -6,22 +6,28 @@ from torch import nn
 import equify
 from equify import ImageAction, InvariantAction
 
-C4 = equify.group("C4")  # rotations by multiples of 90°
-x = torch.randn(8, 3, 28, 28)  # a batch of images (B, C, H, W)
+# Any pretrained classifier that is not rotation invariant (a CNN with a flatten + linear head).
+predictor = nn.Sequential(
+    nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 28 * 28, 10)
+)
+x = torch.rand(16, 1, 28, 28)  # a batch of images (B, C, H, W)
+D4 = equify.group("D4")  # the 4 rotations by multiples of 90° and 4 reflections
 
-# Group elements act on data through actions; 90° rotations and flips are exact permutations.
-rotated = ImageAction().apply(x, 1, C4)  # element 1 of C4: 90° counter-clockwise
-assert torch.equal(rotated, torch.rot90(x, 1, dims=(-2, -1)))
+# The checker applies every element of D4 and compares the outputs in float64.
+print(equify.equivariance_error(predictor.eval(), x, D4, ImageAction(), InvariantAction()))
 
-# An ordinary CNN classifier is not rotation invariant ...
-cnn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 26 * 26, 10)).eval()
-report = equify.equivariance_error(cnn, x, C4, ImageAction(), InvariantAction())
-print(report)  # per-element max / mean error, in float64
+# Wrap it: a small D4-equivariant network picks an orientation c(x) per image, the unchanged
+# predictor sees c(x)⁻¹·x. The wrapped model is invariant, whatever the predictor is.
+canonicalizer = equify.DiscreteCanonicalizer(group="D4", in_channels=1)
+model = equify.EquivariantModel(predictor, canonicalizer, out_action=InvariantAction())
+equify.assert_equivariant(model.eval(), x, D4, ImageAction(), InvariantAction())
 
-
-# ... averaging its logits over the group makes it exactly invariant.
-def averaged(t):
-    return torch.stack([cnn(ImageAction().apply(t, g, C4)) for g in range(4)]).mean(0)
-
-
-equify.assert_equivariant(averaged, x, C4, ImageAction(), InvariantAction())
+# One training step: the task loss plus the prior that keeps canonical orientations upright,
+# where the pretrained predictor is at home (Mondal et al., 2023).
+model.train()
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+labels = torch.randint(0, 10, (16,))
+loss = nn.functional.cross_entropy(model(x), labels) + 1.0 * model.prior_loss()
+loss.backward()
+optimizer.step()
+print(model.diagnostics())  # fraction mapped to the identity, histogram of chosen elements
