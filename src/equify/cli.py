@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import warnings
@@ -69,7 +70,9 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         ("trainer.accelerator", args.device),
         ("seed", args.seed),
     ]
-    out = [f"{k}={v}" for k, v in pairs if v is not None]
+    # Strings are written as quoted YAML scalars, so that a path such as 2024-05-01 or
+    # "a: b" stays a string; the numbers (epochs, seed) are read as numbers.
+    out = [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in pairs if v is not None]
     if args.quiet:
         out.append("trainer.progress_bar=false")
     return out + list(args.overrides)
@@ -96,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        from equify.training import format_table, load_config, run_adapt, run_evaluate, run_pretrain
+        from equify.training import (
+            DEFAULTS,
+            format_table,
+            load_config,
+            run_adapt,
+            run_evaluate,
+            run_pretrain,
+        )
         from equify.training.module import NonFiniteLossError
     except ImportError as err:
         print(f"equify: error: {err}", file=sys.stderr)
@@ -112,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = _overrides(args)
         config_path = args.config
-        if args.command == "evaluate" and config_path is None and args.output:
-            saved = Path(args.output) / "config.yaml"
+        if config_path is None and (args.command == "evaluate" or args.resume):
+            # evaluate and --resume continue a run: start from its saved configuration
+            run_dir = Path(args.output or DEFAULTS["output_dir"])
+            saved = run_dir / "config.yaml"
             config_path = str(saved) if saved.is_file() else None
         cfg = load_config(config_path, overrides)
         if args.command == "pretrain":

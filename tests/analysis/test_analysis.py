@@ -85,9 +85,15 @@ def test_orbit_accuracy_d4_matches_where_each_quadrant_goes():
 
 def test_orbit_angles_and_mode_restored():
     data = quadrant_data(10)
-    model = TotalLight().train()
-    ev = evaluate_orbit(model.float(), data, [0, 45, 90])
+    model = TotalLight().float().train()
+    modes = []
+    model.register_forward_pre_hook(lambda m, args: modes.append(m.training))
+    ev = evaluate_orbit(model, data, [0, 45, 90], batch_size=4)
     assert ev.angles == [0.0, 45.0, 90.0]
+    assert modes and not any(modes)  # evaluated in eval mode
+    assert len(modes) == 3 * 3  # 3 batches x 3 angles
+    # an invariant model has the same accuracy at every quarter turn
+    assert ev.accuracy[0] == ev.accuracy[2]
     assert model.training  # the caller's mode is restored
 
 
@@ -117,7 +123,8 @@ def test_count_parameters_counts_shared_once():
 def test_measure_cost_side_by_side():
     bare = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
     wrapped = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), bare)
-    bare.train()
+    wrapped.eval()
+    bare.train()  # a child of wrapped, in another mode: both modes must come back
     report = measure_cost(wrapped, bare, torch.rand(8, 1, 8, 8), repeats=3)
     assert report.params_bare == 260
     assert report.params_model == 270
@@ -126,7 +133,7 @@ def test_measure_cost_side_by_side():
     assert report.time_ratio == pytest.approx(
         report.seconds_per_image_model / report.seconds_per_image_bare
     )
-    assert bare.training  # modes restored
+    assert bare.training and not wrapped.training  # modes restored
     assert set(report.to_dict()) >= {"time_ratio", "extra_params_fraction"}
     with pytest.raises(ValueError, match="repeats"):
         measure_cost(wrapped, bare, torch.rand(2, 1, 8, 8), repeats=0)

@@ -92,3 +92,16 @@ def test_console_script_help():
     )
     assert proc.returncode == 0
     assert "--methods" in proc.stdout and "--resume" in proc.stdout
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_resume_continues_the_saved_configuration(tmp_path, capsys):
+    out = tmp_path / "2024-05-01"  # a date-like name stays a string
+    args = ["--output", str(out), *TINY]
+    assert main(["adapt", "--group", "D4", "--methods", "vanilla", *args]) == 0
+    capsys.readouterr()
+    assert main(["adapt", "--resume", "--output", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "D4 orbit" in printed and "canon-prior" not in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["group"] == "D4" and results["train_seconds"] == {}

@@ -59,7 +59,10 @@ def test_saved_configuration_round_trips(tmp_path):
         ("adapt.canonicalizer=magic", r"unknown canonicalizer 'magic'.*discrete"),
         ("adapt.prior=uniform", r"unknown prior 'uniform'.*identity"),
         ("adapt.norm_stats=adapt", r"unknown adapt.norm_stats 'adapt'.*frozen, update"),
-        ("adapt.epochs=0", r"epochs must be a positive int"),
+        ("adapt.epochs=0", r"adapt.epochs must be a positive int"),
+        ("pretrain.batch_size=0", r"pretrain.batch_size must be a positive int"),
+        ("adapt.canonicalizer=continuous", r"continuous needs adapt.group SO2 or O2"),
+        ("adapt.group=SO3", r"not supported for images"),
         ("adapt.epochs=1.5", r"epochs must be a positive int"),
         ("pretrain.lr=-1", r"lr must be a positive float"),
         ("adapt.prior_weight=-0.1", r"prior_weight must be >= 0"),
@@ -84,3 +87,20 @@ def test_bad_override_syntax_and_missing_file(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
         load_config(bad)
+
+
+def test_canonicalizer_and_group_must_fit():
+    assert load_config(None, ["adapt.group=SO2"])["adapt"]["canonicalizer"] == "auto"
+    load_config(None, ["adapt.group=O2", "adapt.canonicalizer=continuous"])
+    load_config(None, ["adapt.group=D4", "adapt.canonicalizer=optimization"])
+    with pytest.raises(ValueError, match="needs a finite group"):
+        load_config(None, ["adapt.group=SO2", "adapt.canonicalizer=discrete"])
+    with pytest.raises(ValueError, match="prior=data needs a finite group"):
+        load_config(None, ["adapt.group=SO2", "adapt.prior=data"])
+
+
+def test_model_kwargs_overrides_merge(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  kwargs:\n    width: 8\n")
+    cfg = load_config(path, ["model.kwargs.depth=3", "model.kwargs.dropout=0.1"])
+    assert cfg["model"]["kwargs"] == {"width": 8, "depth": 3, "dropout": 0.1}

@@ -268,3 +268,28 @@ def test_canonicalized_model_is_built_from_the_configuration(tmp_path):
         assert str(model.canonicalizer.group) == group
         logits = model(data.test.images[:3])
         assert logits.shape == (3, 10)
+
+
+def test_pretrained_model_is_reused_only_for_the_same_settings(tmp_path):
+    cfg = tiny_config(tmp_path, "pretrain.epochs=1")
+    data = prepare_data(cfg)
+    first = pretrained_model(cfg, data, tmp_path)
+    stamp = (tmp_path / "pretrained.pt").stat().st_mtime_ns
+    again = pretrained_model(cfg, data, tmp_path)
+    assert (tmp_path / "pretrained.pt").stat().st_mtime_ns == stamp  # reused, not retrained
+    assert torch.equal(first.net.head[2].weight, again.net.head[2].weight)
+    other = tiny_config(tmp_path, "pretrain.epochs=1", "seed=5")
+    retrained = pretrained_model(other, prepare_data(other), tmp_path)
+    assert not torch.equal(first.net.head[2].weight, retrained.net.head[2].weight)
+    # evaluating a run with settings its pretrained model was not trained with is refused
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ValueError, match="other settings"):
+        run_evaluate(cfg)
+
+
+def test_half_precision_training_leaves_float32_weights(tmp_path):
+    cfg = tiny_config(tmp_path, "trainer.precision=bf16-true")
+    data = prepare_data(cfg)
+    module = ClassifierModule(SmallCNN(in_channels=1, num_classes=10), lr_model=1e-3)
+    _fit(module, data, cfg, tmp_path / "ckpt", epochs=1, batch_size=256, resume=False)
+    assert all(p.dtype == torch.float32 for p in module.parameters())

@@ -92,7 +92,10 @@ def measure_cost(
     modes = (model.training, bare.training)
     model.eval()
     bare.eval()
-    sync = torch.cuda.synchronize if example.is_cuda else (lambda: None)
+
+    def sync() -> None:  # wait for the device that holds the batch, not the current one
+        if example.is_cuda:
+            torch.cuda.synchronize(example.device)
 
     def run(m: nn.Module) -> Callable[[], None]:
         def go() -> None:

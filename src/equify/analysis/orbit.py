@@ -125,7 +125,8 @@ def invariance_error(
 
     Args:
         model: ``(B, C, H, W) -> (B, classes)``; evaluated in eval mode.
-        images: a batch of (normalised) inputs.
+        images: a batch of inputs, as the model takes them (raw pixels for the models of
+            ``equify adapt``, which normalise inside).
         group: the group whose elements are applied.
         action: the input action (default ``ImageAction()``).
 

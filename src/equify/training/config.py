@@ -33,7 +33,8 @@ __all__ = [
 #: The adaptation methods (the papers' baselines): fine-tuning on upright data, fine-tuning with
 #: group augmentation, learned canonicalization without and with the prior.
 METHODS = ("vanilla", "augment", "canon", "canon-prior")
-CANONICALIZERS = ("discrete", "optimization", "continuous")
+#: "auto": discrete for C<n>/D<n>, continuous for SO2/O2.
+CANONICALIZERS = ("auto", "discrete", "optimization", "continuous")
 PRIORS = ("identity", "data")
 #: What adaptation does with the predictor's BatchNorm statistics: keep the pretrained ones
 #: ("frozen") or re-estimate them on the adaptation batches ("update").
@@ -66,10 +67,10 @@ DEFAULTS: dict[str, Any] = {
     "adapt": {
         "methods": list(METHODS),
         "group": "C4",
-        "canonicalizer": "discrete",
+        "canonicalizer": "auto",
         "prior": "identity",
         "prior_weight": 1.0,
-        "beta": 1.0,
+        "beta": 1.0,  # inverse temperature of the discrete canonicalizer's softmax
         "freeze_predictor": False,
         "norm_stats": "frozen",
         "epochs": 5,
@@ -102,7 +103,9 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dic
         if key not in base:
             valid = ", ".join(sorted(base))
             raise ValueError(f"unknown configuration key {path!r}; valid keys here: {valid}")
-        if isinstance(base[key], dict) and key != "kwargs":
+        if key == "kwargs" and isinstance(base[key], dict) and isinstance(value, dict):
+            out[key] = {**base[key], **copy.deepcopy(value)}  # free-form: merged, not checked
+        elif isinstance(base[key], dict) and key != "kwargs":
             if not isinstance(value, dict):
                 raise ValueError(f"configuration key {path!r} must be a mapping, got {value!r}")
             out[key] = _merge(base[key], value, f"{path}.")
@@ -174,11 +177,27 @@ def _positive(value: object, name: str, kind: type = int) -> None:
         raise ValueError(f"{name} must be a positive {kind.__name__}, got {value!r}")
 
 
+def _check_canonicalizer_group(kind: str, g: object) -> None:
+    from equify.groups import O2, SO2, FiniteGroup
+
+    if kind == "continuous" and not isinstance(g, (SO2, O2)):
+        raise ValueError(
+            f"adapt.canonicalizer=continuous needs adapt.group SO2 or O2 (images), got {g}"
+        )
+    if kind in ("discrete", "optimization") and isinstance(g, (SO2, O2)):
+        raise ValueError(
+            f"adapt.canonicalizer={kind} needs a finite group (C<n> or D<n>), got {g}: "
+            "use adapt.canonicalizer=continuous or auto"
+        )
+    if not isinstance(g, (FiniteGroup, SO2, O2)):
+        raise ValueError(f"adapt.group {g} is not supported for images; use C<n>, D<n>, SO2, O2")
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Check types and names; raise ValueError naming the key and the valid values."""
     from equify.groups import group as parse_group
 
-    a, d, p, e = config["adapt"], config["data"], config["pretrain"], config["evaluate"]
+    a, d = config["adapt"], config["data"]
     methods = a["methods"]
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
@@ -193,22 +212,26 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"unknown canonicalizer {a['canonicalizer']!r}; valid: {', '.join(CANONICALIZERS)}"
         )
+    _check_canonicalizer_group(a["canonicalizer"], parse_group(a["group"]))
+    if a["prior"] == "data" and str(parse_group(a["group"])) in ("SO2", "O2"):
+        raise ValueError("adapt.prior=data needs a finite group (C<n> or D<n>)")
     if a["norm_stats"] not in NORM_STATS:
         raise ValueError(
             f"unknown adapt.norm_stats {a['norm_stats']!r}; valid: {', '.join(NORM_STATS)}"
         )
     if a["prior"] not in PRIORS:
         raise ValueError(f"unknown prior {a['prior']!r}; valid: {', '.join(PRIORS)}")
-    for section, keys in (
-        (p, ("epochs", "batch_size")),
-        (a, ("epochs", "batch_size")),
-        (e, ("batch_size", "angles_step", "invariance_images", "timing_batch")),
+    for name, keys in (
+        ("pretrain", ("epochs", "batch_size")),
+        ("adapt", ("epochs", "batch_size")),
+        ("evaluate", ("batch_size", "angles_step", "invariance_images", "timing_batch")),
     ):
         for k in keys:
-            _positive(section[k], k)
-    for section, keys in ((p, ("lr",)), (a, ("lr_canonicalizer", "lr_predictor", "beta"))):
+            _positive(config[name][k], f"{name}.{k}")
+    rates = ("lr_canonicalizer", "lr_predictor", "beta")
+    for name, keys in (("pretrain", ("lr",)), ("adapt", rates)):
         for k in keys:
-            _positive(section[k], k, float)
+            _positive(config[name][k], f"{name}.{k}", float)
     if not isinstance(a["prior_weight"], (int, float)) or a["prior_weight"] < 0:
         raise ValueError(f"adapt.prior_weight must be >= 0, got {a['prior_weight']!r}")
     for k in ("val_fraction", "test_fraction"):

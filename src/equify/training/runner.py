@@ -16,7 +16,9 @@ skips methods that already finished.
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +187,8 @@ def _fit(
     resume: bool,
 ) -> ClassifierModule:
     """Train with Lightning, then load the best checkpoint's weights into ``module``."""
+    if not resume and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)  # a fresh run never picks up another run's checkpoints
     trainer = _trainer(cfg, ckpt_dir, epochs, module.method)
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if resume and last.is_file() else None
@@ -201,35 +205,55 @@ def _fit(
     if best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
-    return module
+    # "16-true" / "bf16-true" precision leaves the parameters in half precision: evaluation,
+    # saved weights and later methods work in float32.
+    return module.float()
+
+
+def _pretrain_fingerprint(cfg: dict[str, Any], data: DataBundle) -> dict[str, Any]:
+    """Everything that determines the stand-in pretrained model (JSON-normalised)."""
+    m, d = cfg["model"], cfg["data"]
+    fingerprint = {
+        "architecture": m["architecture"],
+        "kwargs": {"in_channels": data.in_channels, "num_classes": data.num_classes, **m["kwargs"]},
+        "data": {k: d[k] for k in ("name", "size", "normalize", "test_fraction", "val_fraction")},
+        "max_train": d["max_train"],
+        "seed": cfg["seed"],
+        "pretrain": cfg["pretrain"],
+    }
+    return json.loads(json.dumps(fingerprint, default=str))
 
 
 def pretrained_model(
-    cfg: dict[str, Any], data: DataBundle, run_dir: Path, resume: bool = True
+    cfg: dict[str, Any], data: DataBundle, run_dir: Path, resume: bool = False
 ) -> nn.Module:
     """The predictor to adapt, as a :class:`Normalized` model on raw images.
 
     A user checkpoint (``model.checkpoint``, with ``model.factory`` for foreign models) is loaded;
-    otherwise ``run_dir/pretrained.pt`` is reused if it exists, or a fresh model of
-    ``model.architecture`` is trained on the upright training split and saved there.
+    otherwise ``run_dir/pretrained.pt`` is reused if it was trained with the same architecture,
+    data, splits, seed and pretraining settings, or a fresh model of ``model.architecture`` is
+    trained on the upright training split and saved there (``resume`` continues an interrupted
+    pretraining from its last checkpoint).
     """
     m = cfg["model"]
-    kwargs = {"in_channels": data.in_channels, "num_classes": data.num_classes, **m["kwargs"]}
     if m["checkpoint"] is not None:
         net = load_model(m["checkpoint"], factory=m["factory"], factory_kwargs=m["kwargs"] or None)
         return Normalized(net, data.mean, data.std)
     path = run_dir / "pretrained.pt"
+    wanted = _pretrain_fingerprint(cfg, data)
     if path.is_file():
-        ckpt = read_checkpoint(path)
-        meta = ckpt.metadata
-        if meta.get("data") == data.name and meta.get("architecture", {}).get("kwargs") == kwargs:
+        if read_checkpoint(path).metadata.get("fingerprint") == wanted:
             logger.info("reusing the pretrained model in %s", path)
-            net = load_model(path)
-            norm = meta["normalization"]
-            return Normalized(net, torch.tensor(norm["mean"]), torch.tensor(norm["std"]))
-        logger.info("%s was trained for other data or another model: training anew", path)
+            return _load_pretrained(path)
+        logger.info("%s was trained with other settings: training anew", path)
+        resume = False
     run_pretrain(cfg, data=data, resume=resume)
-    return pretrained_model(cfg, data, run_dir, resume)
+    return _load_pretrained(path)
+
+
+def _load_pretrained(path: Path) -> nn.Module:
+    norm = read_checkpoint(path).metadata["normalization"]
+    return Normalized(load_model(path), torch.tensor(norm["mean"]), torch.tensor(norm["std"]))
 
 
 def run_pretrain(
@@ -267,6 +291,7 @@ def run_pretrain(
             "data": data.name,
             "normalization": {"mean": data.mean.tolist(), "std": data.std.tolist()},
             "pretrain": p,
+            "fingerprint": _pretrain_fingerprint(cfg, data),
         },
     )
     return {"path": str(path), "seconds": seconds}
@@ -316,7 +341,10 @@ def _method_model(
         )
         return predictor, module
     model = build_equivariant_model(cfg, predictor, data, with_prior=method == "canon-prior")
-    weight = a["prior_weight"] if method == "canon-prior" else 0.0
+    # "canon" builds its canonicalizer without a prior: prior_loss() is then only the
+    # canonicalizer's own regularizer (the group-contrast loss of the optimization
+    # canonicalizer, zero for the others), applied with weight 1.
+    weight = a["prior_weight"] if method == "canon-prior" else 1.0
     module = ClassifierModule(
         model,
         lr_model=lr_pred,
@@ -413,7 +441,7 @@ def run_adapt(cfg: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     save_config(cfg, run_dir / "config.yaml")
     started = time.perf_counter()
     data = prepare_data(cfg)
-    pretrained = pretrained_model(cfg, data, run_dir, resume=True)
+    pretrained = pretrained_model(cfg, data, run_dir, resume=resume)
     models: dict[str, nn.Module] = {"pretrained": pretrained}
     timings: dict[str, float] = {}
     for method in cfg["adapt"]["methods"]:
@@ -467,6 +495,14 @@ def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise FileNotFoundError(
             f"no pretrained model in {run_dir}: run `equify adapt` (or `equify pretrain`) first"
         )
+    if cfg["model"]["checkpoint"] is None:
+        saved = read_checkpoint(run_dir / "pretrained.pt").metadata.get("fingerprint")
+        if saved != _pretrain_fingerprint(cfg, data):
+            raise ValueError(
+                f"the pretrained model in {run_dir} was trained with other settings than this "
+                "configuration (model, data, seed or pretraining): evaluate with the run's own "
+                "config.yaml, or run `equify adapt` again"
+            )
     pretrained = pretrained_model(cfg, data, run_dir)
     models: dict[str, nn.Module] = {"pretrained": pretrained}
     for method in cfg["adapt"]["methods"]:
