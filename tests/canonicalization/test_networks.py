@@ -29,8 +29,8 @@ from equify.nn import CentredPool2d, GroupConv2d, LiftingConv2d, RegularGroupNor
 
 from ..actions.helpers import smooth_images
 from ..conftest import devices
+from ..nn.groups import EXACT_GROUPS
 
-EXACT_GROUPS = [CyclicGroup(n) for n in (1, 2, 4)] + [DihedralGroup(n) for n in (1, 2, 4)]
 TOL32 = {"atol": 1e-5, "rtol": 1e-5}
 
 

@@ -20,15 +20,8 @@ from equify import (
 from equify.nn import GroupConv2d, LiftingConv2d, exact_elements
 
 from ..conftest import devices
+from .groups import EXACT_GROUPS, INTERPOLATED_GROUPS
 
-EXACT_GROUPS = [CyclicGroup(n) for n in (1, 2, 4)] + [DihedralGroup(n) for n in (1, 2, 4)]
-INTERPOLATED_GROUPS = [
-    CyclicGroup(3),
-    CyclicGroup(6),
-    CyclicGroup(8),
-    DihedralGroup(3),
-    DihedralGroup(8),
-]
 TOL32 = {"atol": 1e-5, "rtol": 1e-5}
 
 

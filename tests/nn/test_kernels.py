@@ -11,15 +11,7 @@ from equify.nn import KERNEL_BASES, exact_elements, kernel_transform_basis
 from equify.nn.kernels import check_kernel_size, resolve_basis
 
 from ..actions.helpers import smooth_images
-
-EXACT_GROUPS = [CyclicGroup(n) for n in (1, 2, 4)] + [DihedralGroup(n) for n in (1, 2, 4)]
-INTERPOLATED_GROUPS = [
-    CyclicGroup(3),
-    CyclicGroup(6),
-    CyclicGroup(8),
-    DihedralGroup(3),
-    DihedralGroup(8),
-]
+from .groups import EXACT_GROUPS, INTERPOLATED_GROUPS
 
 
 def test_exact_elements_are_the_grid_symmetries() -> None:

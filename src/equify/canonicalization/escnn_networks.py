@@ -230,6 +230,28 @@ def _check_kernel_size(value: object) -> int:
     return k
 
 
+def _check_network_args(
+    in_channels: object,
+    hidden_channels: object,
+    kernel_size: object,
+    num_layers: object,
+    downsampling: object,
+    batch_norm: object,
+) -> tuple[int, int, int, int]:
+    """Validate the arguments both escnn networks take; returns ``(in, hidden, k, layers)``."""
+    checked = (
+        _check_int(in_channels, "in_channels", 1),
+        _check_int(hidden_channels, "hidden_channels", 1),
+        _check_kernel_size(kernel_size),
+        _check_int(num_layers, "num_layers", 1),
+    )
+    if downsampling not in _DOWNSAMPLING:
+        raise ValueError(f"downsampling must be one of {_DOWNSAMPLING}, got {downsampling!r}")
+    if not isinstance(batch_norm, bool):
+        raise TypeError(f"batch_norm must be a bool, got {type(batch_norm).__name__}")
+    return checked
+
+
 def _parse(group: Group | str) -> Group:
     if isinstance(group, str):
         return parse_group(group)
@@ -732,16 +754,11 @@ class EscnnScoreNetwork(_EscnnNetwork):
                 f"EscnnScoreNetwork scores the elements of a finite group (CyclicGroup(n), "
                 f"DihedralGroup(n)), got {g!r}; use EscnnVectorNetwork for SO2/O2"
             )
-        in_channels = _check_int(in_channels, "in_channels", 1)
-        hidden = _check_int(hidden_channels, "hidden_channels", 1)
-        k = _check_kernel_size(kernel_size)
-        layers = _check_int(num_layers, "num_layers", 1)
-        if downsampling not in _DOWNSAMPLING:
-            raise ValueError(f"downsampling must be one of {_DOWNSAMPLING}, got {downsampling!r}")
+        in_channels, hidden, k, layers = _check_network_args(
+            in_channels, hidden_channels, kernel_size, num_layers, downsampling, batch_norm
+        )
         if mask not in _MASKS:
             raise ValueError(f"mask must be one of {_MASKS}, got {mask!r}")
-        if not isinstance(batch_norm, bool):
-            raise TypeError(f"batch_norm must be a bool, got {type(batch_norm).__name__}")
         gspaces, enn = require_escnn()
         super().__init__()
         self._init_args = {
@@ -836,10 +853,9 @@ class EscnnVectorNetwork(_EscnnNetwork):
                 f"EscnnVectorNetwork is for the continuous planar groups SO2() and O2(), got "
                 f"{g!r}; use EscnnScoreNetwork for finite groups"
             )
-        in_channels = _check_int(in_channels, "in_channels", 1)
-        hidden = _check_int(hidden_channels, "hidden_channels", 1)
-        k = _check_kernel_size(kernel_size)
-        layers = _check_int(num_layers, "num_layers", 1)
+        in_channels, hidden, k, layers = _check_network_args(
+            in_channels, hidden_channels, kernel_size, num_layers, downsampling, batch_norm
+        )
         freq = _check_int(max_frequency, "max_frequency", 1)
         grid = _check_int(grid_size, "grid_size", 4)
         if grid % 4 or grid < 2 * freq + 2:
@@ -847,10 +863,6 @@ class EscnnVectorNetwork(_EscnnNetwork):
                 f"grid_size must be a multiple of 4 (keeps 90° rotations exact) and at least "
                 f"2·max_frequency + 2 = {2 * freq + 2}, got {grid}"
             )
-        if downsampling not in _DOWNSAMPLING:
-            raise ValueError(f"downsampling must be one of {_DOWNSAMPLING}, got {downsampling!r}")
-        if not isinstance(batch_norm, bool):
-            raise TypeError(f"batch_norm must be a bool, got {type(batch_norm).__name__}")
         gspaces, enn = require_escnn()
         super().__init__()
         self._init_args = {

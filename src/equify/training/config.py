@@ -195,6 +195,7 @@ def _check_canonicalizer_group(kind: str, g: object) -> None:
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Check types and names; raise ValueError naming the key and the valid values."""
+    from equify.groups import FiniteGroup
     from equify.groups import group as parse_group
 
     a, d = config["adapt"], config["data"]
@@ -207,13 +208,13 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r} in adapt.methods; valid: {', '.join(METHODS)}")
-    parse_group(a["group"])  # raises with the valid forms
+    g = parse_group(a["group"])  # raises with the valid forms
     if a["canonicalizer"] not in CANONICALIZERS:
         raise ValueError(
             f"unknown canonicalizer {a['canonicalizer']!r}; valid: {', '.join(CANONICALIZERS)}"
         )
-    _check_canonicalizer_group(a["canonicalizer"], parse_group(a["group"]))
-    if a["prior"] == "data" and str(parse_group(a["group"])) in ("SO2", "O2"):
+    _check_canonicalizer_group(a["canonicalizer"], g)
+    if a["prior"] == "data" and not isinstance(g, FiniteGroup):
         raise ValueError("adapt.prior=data needs a finite group (C<n> or D<n>)")
     if a["norm_stats"] not in NORM_STATS:
         raise ValueError(
