@@ -126,8 +126,19 @@ def _tested_elements(
     if elements is not None:
         if not isinstance(elements, torch.Tensor):
             raise TypeError(f"expected elements as a tensor, got {type(elements).__name__}")
-        if isinstance(group, FiniteGroup) and elements.dim() != 1:
-            raise ValueError(f"expected (n,) element indices, got shape {tuple(elements.shape)}")
+        if isinstance(group, FiniteGroup):
+            if elements.is_floating_point():
+                if elements.dim() != 3 or elements.shape[-2:] != (2, 2):
+                    raise ValueError(
+                        "expected (n,) element indices or (n, 2, 2) orthogonal matrices of "
+                        f"{group}, got a floating tensor of shape {tuple(elements.shape)}"
+                    )
+                return group.from_matrix(elements)  # ValueError for non-elements
+            if elements.dim() != 1:
+                raise ValueError(
+                    "expected (n,) element indices or (n, 2, 2) orthogonal matrices, got shape "
+                    f"{tuple(elements.shape)}"
+                )
         if isinstance(group, ContinuousGroup):
             group.validate(elements, name="elements")
             if elements.dim() != 3:
@@ -162,8 +173,9 @@ def equivariance_error(
         group: the group to test.
         in_action: how elements act on ``x``.
         out_action: how elements act on ``fn(x)`` (``InvariantAction()`` for invariance).
-        elements: elements to test: ``(n,)`` indices or ``(n, d, d)`` matrices. Default: all
-            elements of a finite group, ``n_samples`` Haar samples of a continuous one.
+        elements: elements to test: ``(n,)`` indices or ``(n, d, d)`` matrices (for a finite
+            group, matrices of its elements, converted to indices). Default: all elements of a
+            finite group, ``n_samples`` Haar samples of a continuous one.
         n_samples: number of sampled elements of a continuous group.
         generator: random generator for the samples (default: seeded with 0, reproducible).
 

@@ -204,6 +204,7 @@ def test_point_convention_and_bad_input() -> None:
 
 def test_invariant_action_is_the_identity_but_checks_elements() -> None:
     y = torch.randn(4, 10)
-    assert InvariantAction().apply(y, torch.tensor([0, 1, 2, 3]), C4) is y
+    out = InvariantAction().apply(y, torch.tensor([0, 1, 2, 3]), C4)
+    assert torch.equal(out, y) and out.data_ptr() != y.data_ptr()  # a copy, never x itself
     with pytest.raises(ValueError, match="2 group elements for a batch of 4"):
         InvariantAction().apply(y, torch.tensor([0, 1]), C4)

@@ -73,7 +73,11 @@ def test_adapt_runs_every_method_and_reports(finished_run):
     # the canonicalized models are exactly C4-invariant; the pretrained CNN is not
     for name in ("canon", "canon-prior"):
         assert methods[name]["invariance_error"]["max_abs"] <= 1e-5
-        assert len(methods[name]["canonicalization"]["histogram_upright"]) == 4
+        canon = methods[name]["canonicalization"]
+        assert len(canon["histogram_upright"]) == 4
+        assert canon["degenerate_samples_upright"] == 0  # finite groups have no frames
+        assert 0 <= canon["tied_samples_upright"] <= sum(canon["histogram_upright"])
+        assert canon["predictor_passes_per_input_upright"] >= 1.0
         orbit = methods[name]["orbit"]["accuracy"]
         assert max(orbit) - min(orbit) < 1e-9
         assert methods[name]["cost"]["extra_params_fraction"] > 0
@@ -293,3 +297,30 @@ def test_half_precision_training_leaves_float32_weights(tmp_path):
     module = ClassifierModule(SmallCNN(in_channels=1, num_classes=10), lr_model=1e-3)
     _fit(module, data, cfg, tmp_path / "ckpt", epochs=1, batch_size=256, resume=False)
     assert all(p.dtype == torch.float32 for p in module.parameters())
+
+
+def test_report_notes_tied_and_degenerate_inputs():
+    from equify.training import format_table
+
+    row = {
+        "upright_accuracy": 0.9,
+        "orbit": {"mean": 0.9, "worst": 0.9},
+        "angles": {"mean": 0.8},
+        "invariance_error": {"max_abs": 0.0},
+        "cost": {"extra_params_fraction": 0.01, "time_ratio": 1.1},
+    }
+    tied = dict(
+        row,
+        canonicalization={
+            "identity_fraction_upright": 0.9,
+            "tied_samples_upright": 3,
+            "degenerate_samples_upright": 1,
+            "predictor_passes_per_input_upright": 1.025,
+        },
+    )
+    table = format_table({"group": "SO2", "methods": {"pretrained": row, "canon": tied}})
+    assert (
+        "canon: 3 upright test input(s) with tied canonical elements (1 with a degenerate" in table
+    )
+    assert "1.025 predictor passes per input" in table
+    assert "pretrained:" not in table

@@ -156,7 +156,10 @@ class Action(ABC):
     def apply(self, x: torch.Tensor, g: object, group: Group | None = None) -> torch.Tensor:
         """Transform ``x`` by ``g`` (see the module docstring for the forms of ``g``).
 
-        Returns a new tensor; ``x`` is never modified.
+        Returns a new tensor that shares no memory with ``x`` — also for the identity element
+        and for :class:`InvariantAction` — so in-place operations on the result (e.g. a
+        predictor's ``ReLU(inplace=True)``) never write into ``x``; ``x`` is never modified.
+        An empty batch (``B = 0``, with ``(0,)`` elements) gives an empty result.
         """
 
     def undo(self, y: torch.Tensor, g: object, group: Group | None = None) -> torch.Tensor:
@@ -171,7 +174,7 @@ class InvariantAction(Action):
     """The trivial action, for outputs that must not change (class logits, scalars)."""
 
     def apply(self, x: torch.Tensor, g: object, group: Group | None = None) -> torch.Tensor:
-        """Return ``x`` itself after checking ``g`` against the batch.
+        """Return a copy of ``x`` after checking ``g`` against the batch.
 
         Args:
             x: any tensor; its first dimension is the batch when ``g`` is batched.
@@ -181,4 +184,4 @@ class InvariantAction(Action):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
         resolve_elements(g, group, x.shape[0] if x.dim() else 1, x.device)
-        return x
+        return x.clone()

@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from equify.actions.base import Action, check_tensor, resolve_elements
 from equify.groups import Group
 
-__all__ = ["ImageAction", "circle_mask", "exact_codes", "transform_images"]
+__all__ = [
+    "ImageAction",
+    "check_interpolation",
+    "circle_mask",
+    "exact_codes",
+    "transform_images",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,14 @@ _PADDINGS = ("zeros", "reflection", "border")
 _MASKS = (None, "circle")
 # A matrix whose entries are this close to integers counts as a signed permutation.
 _EXACT_TOL = 1e-6
+
+
+def check_interpolation(interpolation: object, padding: object) -> None:
+    """Raise ValueError unless both are names that ``grid_sample`` accepts."""
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}")
+    if padding not in _PADDINGS:
+        raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
 
 
 def exact_codes(mats: torch.Tensor) -> torch.Tensor:
@@ -60,7 +74,9 @@ def exact_codes(mats: torch.Tensor) -> torch.Tensor:
 
 
 def _apply_code(x: torch.Tensor, code: int) -> torch.Tensor:
-    """Exact transform of ``(..., H, W)`` by the code of :func:`exact_codes`."""
+    """Exact transform of ``(..., H, W)`` by the code of :func:`exact_codes` (a new tensor)."""
+    if code == 0:
+        return x.clone()
     k, f = code % 4, code // 4
     if k % 2 == 1 and x.shape[-1] != x.shape[-2]:
         raise ValueError(
@@ -104,9 +120,11 @@ def transform_images(
         padding: ``grid_sample`` padding mode for non-exact elements.
 
     Returns:
-        ``(B, C, H, W)`` transformed images (``x`` itself for a single identity element).
+        ``(B, C, H, W)`` transformed images, always a new tensor (a copy for the identity).
     """
     B = x.shape[0]
+    if B == 0:
+        return x.clone()  # an empty batch: nothing to move
     if mats.dim() == 2:
         code = int(exact_codes(mats))
         if code >= 0:
@@ -168,12 +186,7 @@ class ImageAction(Action):
     def __init__(
         self, interpolation: str = "bilinear", padding: str = "zeros", mask: str | None = None
     ) -> None:
-        if interpolation not in _INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}"
-            )
-        if padding not in _PADDINGS:
-            raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
+        check_interpolation(interpolation, padding)
         if mask not in _MASKS:
             raise ValueError(f"mask must be one of {_MASKS}, got {mask!r}")
         self.interpolation = interpolation
@@ -189,7 +202,8 @@ class ImageAction(Action):
             group: the group of integer elements.
 
         Returns:
-            ``(B, C, H, W)``, same dtype and device as ``x``.
+            ``(B, C, H, W)``, same dtype and device as ``x``; always a new tensor, also for the
+            identity, so in-place operations on the result never write into ``x``.
         """
         check_tensor(x, "images", (4,), "(B, C, H, W)")
         el = resolve_elements(g, group, x.shape[0], x.device, dim=2)

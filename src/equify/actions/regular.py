@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from equify.actions.base import Action, check_tensor, resolve_elements
-from equify.actions.image import transform_images
+from equify.actions.image import check_interpolation, transform_images
 from equify.groups import FiniteGroup, Group
 
 __all__ = ["RegularAction"]
@@ -35,6 +35,7 @@ class RegularAction(Action):
             raise ValueError(
                 f"RegularAction needs a finite group (CyclicGroup, DihedralGroup), got {group!r}"
             )
+        check_interpolation(interpolation, padding)
         self.group = group
         self.interpolation = interpolation
         self.padding = padding
@@ -48,7 +49,7 @@ class RegularAction(Action):
             group: optional; if given it must equal ``self.group``.
 
         Returns:
-            Same shape, dtype and device as ``x``.
+            Same shape, dtype and device as ``x``; always a new tensor.
         """
         if group is not None and group != self.group:
             raise ValueError(f"this RegularAction is for {self.group!r}, got elements of {group!r}")
@@ -77,4 +78,7 @@ class RegularAction(Action):
         return f
 
     def __repr__(self) -> str:
-        return f"RegularAction({self.group!r})"
+        return (
+            f"RegularAction({self.group!r}, interpolation={self.interpolation!r}, "
+            f"padding={self.padding!r})"
+        )

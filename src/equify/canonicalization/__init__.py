@@ -8,8 +8,14 @@ from equify.canonicalization.base import (
     CanonicalizationResult,
     CanonicalizationStateError,
     Canonicalizer,
+    TieSet,
 )
-from equify.canonicalization.continuous import ContinuousCanonicalizer, frame_from_vectors
+from equify.canonicalization.continuous import (
+    ContinuousCanonicalizer,
+    Frames,
+    frame_from_vectors,
+    frames_from_vectors,
+)
 from equify.canonicalization.discrete import DiscreteCanonicalizer
 from equify.canonicalization.escnn_networks import (
     EscnnScoreNetwork,
@@ -39,6 +45,7 @@ __all__ = [
     "EscnnScoreNetwork",
     "EscnnVectorNetwork",
     "ExportedEscnnNetwork",
+    "Frames",
     "GeodesicPrior",
     "GroupScoreNetwork",
     "IdentityPrior",
@@ -46,8 +53,10 @@ __all__ = [
     "OptimizationCanonicalizer",
     "Prior",
     "ScoresToVectors",
+    "TieSet",
     "VectorNetwork",
     "escnn_available",
     "frame_from_vectors",
+    "frames_from_vectors",
     "group_contrast_loss",
 ]

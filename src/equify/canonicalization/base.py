@@ -18,7 +18,18 @@ Two ways to call it:
   DistributedDataParallel, where every process owns its replica. It is not safe when calls
   interleave (two batches in flight, re-entrant use from another thread, ``nn.DataParallel``
   replicas whose state is discarded): use the explicit form there. The stored result keeps the
-  autograd graph of the scores until the next call.
+  autograd graph of the scores until the next call; ``copy.deepcopy``, pickling
+  (``torch.save(module)``) and ``export()`` keep a detached copy of it, so they work right
+  after a training step.
+
+Ties and degenerate frames:
+    ``c(x)`` is not unique when ``x`` has a symmetry (scores tie) or when the frame vectors of a
+    continuous group vanish or are parallel. The result then lists, in ``ties``, every candidate
+    element of those samples with its weight; :class:`~equify.canonicalization.EquivariantModel`
+    averages the mapped-back outputs over them (frame averaging over the tie set, see
+    :mod:`equify.ties`), which keeps ``Φ`` exactly equivariant. Samples without ties cost one
+    predictor pass; a tied sample costs one pass per candidate. ``invert`` alone maps back by the
+    primary element ``elements`` only.
 """
 
 from __future__ import annotations
@@ -34,11 +45,65 @@ from torch import nn
 from equify.actions import Action
 from equify.groups import ContinuousGroup, FiniteGroup, Group
 
-__all__ = ["CanonicalizationResult", "CanonicalizationStateError", "Canonicalizer"]
+__all__ = [
+    "CanonicalizationResult",
+    "CanonicalizationStateError",
+    "Canonicalizer",
+    "DetachedLastResult",
+    "TieSet",
+]
 
 
 class CanonicalizationStateError(RuntimeError):
     """``invert``/``prior_loss`` were called without a result and before any ``forward``."""
+
+
+def _detach(v: Any) -> Any:
+    return v.detach() if isinstance(v, torch.Tensor) else v
+
+
+@dataclass(frozen=True)
+class TieSet:
+    """Every candidate element of the samples whose canonical element is ambiguous.
+
+    Only samples with two or more candidates appear; each has exactly one ``primary`` entry,
+    the element in :attr:`CanonicalizationResult.elements`.
+
+    Attributes:
+        sample: ``(M,)`` LongTensor, the batch index of each candidate's sample.
+        elements: ``(M,)`` LongTensor of indices (finite groups) or ``(M, d, d)`` matrices.
+        weights: ``(M,)`` float64 weights; they sum to 1 over the candidates of a sample.
+        primary: ``(M,)`` bool, True for the candidate equal to the sample's chosen element.
+    """
+
+    sample: torch.Tensor
+    elements: torch.Tensor
+    weights: torch.Tensor
+    primary: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.sample.shape[0])
+
+    def detach(self) -> TieSet:
+        """The same tie set without autograd history."""
+        return TieSet(
+            *(t.detach() for t in (self.sample, self.elements, self.weights, self.primary))
+        )
+
+    @staticmethod
+    def from_mask(mask: torch.Tensor, chosen: torch.Tensor) -> TieSet | None:
+        """Tie set of a finite group from a ``(B, |G|)`` boolean tie mask and ``(B,)`` choices.
+
+        Returns None when no row has more than one True entry.
+        """
+        counts = mask.sum(dim=1)
+        rows = counts > 1
+        if not bool(rows.any()):
+            return None
+        sub = mask & rows[:, None]
+        sample, elements = sub.nonzero(as_tuple=True)
+        weights = 1.0 / counts[sample].double()
+        return TieSet(sample, elements, weights, elements == chosen[sample])
 
 
 @dataclass
@@ -53,6 +118,11 @@ class CanonicalizationResult:
             otherwise.
         vectors: ``(B, k, d)`` vectors the frame was built from (continuous groups), else None.
         extras: method-specific tensors (e.g. ``"embeddings"`` ``(B, |G|, D)``).
+        ties: the candidates of the samples whose ``c(x)`` is ambiguous (a :class:`TieSet`), or
+            None when every choice is unique.
+        degenerate: ``(B,)`` bool, True where a continuous group's frame was undefined (a zero
+            or, for SO(3), parallel frame vector) and the documented fallback was used; None
+            for finite groups.
     """
 
     group: Group
@@ -60,6 +130,70 @@ class CanonicalizationResult:
     logits: torch.Tensor | None = None
     vectors: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    ties: TieSet | None = None
+    degenerate: torch.Tensor | None = None
+
+    def tied(self) -> torch.Tensor:
+        """Boolean ``(B,)``: True for the samples with several candidate elements."""
+        out = torch.zeros(self.batch_size, dtype=torch.bool, device=self.elements.device)
+        if self.ties is not None:
+            out[self.ties.sample.to(out.device)] = True
+        return out
+
+    def predictor_passes(self) -> int:
+        """Predictor passes :class:`EquivariantModel` needs for this batch (``B`` + extra ties)."""
+        extra = 0 if self.ties is None else int((~self.ties.primary).sum())
+        return self.batch_size + extra
+
+    def detach(self) -> CanonicalizationResult:
+        """A copy without autograd history (safe to deep-copy, pickle or keep)."""
+        return CanonicalizationResult(
+            self.group,
+            self.elements.detach(),
+            logits=_detach(self.logits),
+            vectors=_detach(self.vectors),
+            extras={k: _detach(v) for k, v in self.extras.items()},
+            ties=None if self.ties is None else self.ties.detach(),
+            degenerate=_detach(self.degenerate),
+        )
+
+    @staticmethod
+    def concatenate(results: list[CanonicalizationResult]) -> CanonicalizationResult:
+        """One detached result for several batches (elements, logits, vectors, ties, flags).
+
+        ``extras`` are dropped. Raises ValueError for an empty list or mixed groups.
+        """
+        if not results:
+            raise ValueError("expected at least one CanonicalizationResult to concatenate")
+        group = results[0].group
+        if any(r.group != group for r in results):
+            raise ValueError("cannot concatenate results of different groups")
+
+        def cat(name: str) -> torch.Tensor | None:
+            parts = [getattr(r, name) for r in results]
+            if any(p is None for p in parts):
+                return None
+            return torch.cat([p.detach() for p in parts])
+
+        ties, offset = [], 0
+        for r in results:
+            if r.ties is not None:
+                t = r.ties.detach()
+                ties.append(TieSet(t.sample + offset, t.elements, t.weights, t.primary))
+            offset += r.batch_size
+        tie_set = (
+            TieSet(*(torch.cat([getattr(t, f) for t in ties]) for f in TieSet.__dataclass_fields__))
+            if ties
+            else None
+        )
+        return CanonicalizationResult(
+            group,
+            cat("elements"),
+            logits=cat("logits"),
+            vectors=cat("vectors"),
+            ties=tie_set,
+            degenerate=cat("degenerate"),
+        )
 
     @property
     def batch_size(self) -> int:
@@ -126,6 +260,11 @@ class CanonicalizationResult:
         }
         if isinstance(self.group, FiniteGroup):
             out["histogram"] = self.histogram().tolist()
+        out["tied_samples"] = int(self.tied().sum())
+        out["degenerate_samples"] = int(self.degenerate.sum()) if self.degenerate is not None else 0
+        out["predictor_passes_per_input"] = (
+            self.predictor_passes() / self.batch_size if self.batch_size else math.nan
+        )
         return out
 
 
@@ -147,7 +286,23 @@ def check_images(x: object, in_channels: int | None, name: str = "input") -> tor
     return x
 
 
-class Canonicalizer(nn.Module, ABC):
+class DetachedLastResult(nn.Module):
+    """Mixin: ``copy.deepcopy`` and pickling keep ``last_result`` without its autograd graph.
+
+    A non-leaf tensor cannot be deep-copied, and a graph has no business in a checkpoint, so a
+    module that remembers its last :class:`CanonicalizationResult` stores a detached copy in its
+    pickled state; the live module keeps the graph for ``prior_loss()``.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        if getattr(state.get("last_result"), "detach", None) is not None:
+            state = dict(state)
+            state["last_result"] = state["last_result"].detach()
+        return state
+
+
+class Canonicalizer(DetachedLastResult, ABC):
     """Base class: predicts ``c(x)``, canonicalizes inputs, inverts outputs.
 
     Subclasses implement :meth:`predict` (the network part) and :meth:`transform_input`.
@@ -178,11 +333,11 @@ class Canonicalizer(nn.Module, ABC):
         """Scalar regularization that keeps ``c(x)`` where the pretrained predictor works.
 
         The canonicalizer's ``prior`` (a callable on the result, if the subclass set one) on
-        ``result`` (default: the last forward call's); 0 without prior.
+        ``result`` (default: the last forward call's); 0 without prior and for an empty batch.
         """
         result = self._result(result, "prior_loss")
         prior = getattr(self, "prior", None)
-        if prior is None:
+        if prior is None or result.batch_size == 0:  # an empty batch adds nothing, not NaN
             return torch.zeros((), device=result.elements.device)
         return prior(result)
 

@@ -21,11 +21,17 @@ from torch import nn
 
 from equify.actions import Action, ImageAction
 from equify.actions.image import exact_codes
-from equify.canonicalization.base import CanonicalizationResult, Canonicalizer, check_images
+from equify.canonicalization.base import (
+    CanonicalizationResult,
+    Canonicalizer,
+    TieSet,
+    check_images,
+)
 from equify.canonicalization.preprocess import ImagePreparation
 from equify.canonicalization.priors import IdentityPrior, Prior
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
+from equify.ties import tie_mask
 
 __all__ = ["DiscreteCanonicalizer"]
 
@@ -61,6 +67,19 @@ def resolve_prior(prior: Prior | str | None, beta: float, default: str) -> Prior
     raise ValueError(f"prior must be {default!r}, a Prior instance or None, got {prior!r}")
 
 
+def check_tie_tolerance(tol: object, name: str = "tie_tolerance") -> tuple[float, float] | None:
+    """None, or a pair ``(atol, rtol)`` of non-negative numbers."""
+    if tol is None:
+        return None
+    if (
+        not isinstance(tol, (tuple, list))
+        or len(tol) != 2
+        or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t >= 0 for t in tol)
+    ):
+        raise ValueError(f"{name} must be None or (atol, rtol) with both >= 0, got {tol!r}")
+    return float(tol[0]), float(tol[1])
+
+
 class DiscreteCanonicalizer(Canonicalizer):
     """Learned canonicalization for C_n and D_n.
 
@@ -82,11 +101,17 @@ class DiscreteCanonicalizer(Canonicalizer):
             reflect the image at its border instead of bringing in black corners.
         preparation: the canonicalization network's view. Default ``ImagePreparation(size=64)``,
             with a disk mask for groups that have non-90° rotations.
+        tie_tolerance: ``(atol, rtol)`` of the tie rule (:func:`equify.ties.tie_mask`); None for
+            the per-dtype default (float32: 1e-4, float64: 1e-10), ``(0, 0)`` for exact ties only.
 
     Convention:
-        Ties between equal scores go to the lowest element index (``argmax``). Exact ties only
-        arise for inputs with a non-trivial symmetry, and then every tied choice gives the same
-        canonical image, so invariance is unaffected.
+        ``elements`` is the ``argmax`` of the scores (the lowest index among equal maxima). The
+        tie set — every element whose score is within ``atol + rtol · max|score|`` of the
+        maximum — goes into ``result.ties``; it is non-trivial for every input with a symmetry
+        (``k·x = x``, ``k ≠ e``: the scores of a coset are equal) and moves with the input, so
+        :class:`~equify.canonicalization.EquivariantModel` averages over it and stays exactly
+        equivariant for dense outputs too. Ties are not computed for Gumbel sampling in
+        training (the choice is random there).
     """
 
     def __init__(
@@ -100,6 +125,7 @@ class DiscreteCanonicalizer(Canonicalizer):
         prior: Prior | str | None = "identity",
         in_action: Action | None = None,
         preparation: nn.Module | None = None,
+        tie_tolerance: tuple[float, float] | None = None,
     ) -> None:
         g = finite_group(group, type(self).__name__)
         super().__init__(
@@ -125,6 +151,7 @@ class DiscreteCanonicalizer(Canonicalizer):
         )
         self.network = network if network is not None else self.default_network()
         self.prior = resolve_prior(prior, self.beta, "identity")
+        self.tie_tolerance = check_tie_tolerance(tie_tolerance)
 
     def default_network(self) -> nn.Module:
         """The native G-CNN score network for this group."""
@@ -164,7 +191,13 @@ class DiscreteCanonicalizer(Canonicalizer):
         logits, extras = self.scores(x)
         elements, probs = self._select(logits)
         extras["probabilities"] = probs
-        return CanonicalizationResult(self.group, elements.detach(), logits=logits, extras=extras)
+        ties = None
+        if not (self.training and self.estimator == "gumbel"):
+            atol, rtol = self.tie_tolerance or (None, None)
+            ties = TieSet.from_mask(tie_mask(logits, atol, rtol), elements)
+        return CanonicalizationResult(
+            self.group, elements.detach(), logits=logits, extras=extras, ties=ties
+        )
 
     # ------------------------------------------------------------------ transforms
     def transform_input(self, x: torch.Tensor, result: CanonicalizationResult) -> torch.Tensor:
@@ -184,5 +217,5 @@ class DiscreteCanonicalizer(Canonicalizer):
     def extra_repr(self) -> str:
         return (
             f"group={self.group}, in_channels={self.in_channels}, beta={self.beta}, "
-            f"estimator={self.estimator!r}, exact={self.exact}"
+            f"estimator={self.estimator!r}, exact={self.exact}, tie_tolerance={self.tie_tolerance}"
         )

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 from torch import nn
 
 from equify.actions import Action, InvariantAction
-from equify.canonicalization.base import CanonicalizationResult, Canonicalizer
+from equify.actions.base import inverse_elements
+from equify.canonicalization.base import (
+    CanonicalizationResult,
+    Canonicalizer,
+    DetachedLastResult,
+    TieSet,
+)
+from equify.groups import ContinuousGroup
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["EquivariantModel"]
 
 
-class EquivariantModel(nn.Module):
+class EquivariantModel(DetachedLastResult):
     """``Φ(x) = c(x)·φ(c(x)⁻¹·x)``: any predictor made equivariant by a canonicalizer.
 
     Args:
@@ -33,6 +43,15 @@ class EquivariantModel(nn.Module):
 
     ``forward`` keeps the last canonicalization in ``last_result`` (see the stateful form in
     :mod:`equify.canonicalization.base`); :meth:`forward_with_result` returns it instead.
+
+    Convention:
+        Where ``c(x)`` is ambiguous — tied scores of an input with a symmetry, a degenerate
+        frame — the result's tie set lists every candidate ``t`` with a weight ``w_t`` and
+        ``Φ(x) = Σ_t w_t · t·φ(t⁻¹·x)`` (frame averaging over the tie set). The set moves with
+        the input, so ``Φ`` stays equivariant for every output action, also on constant,
+        blank and symmetric images. Untied samples cost one predictor pass; all passes of a
+        batch go through the predictor as one batch. Floating outputs are averaged; integer
+        outputs (labels) cannot be, and keep the primary element's output.
     """
 
     def __init__(
@@ -59,13 +78,72 @@ class EquivariantModel(nn.Module):
     def forward_with_result(self, x: torch.Tensor) -> tuple[torch.Tensor, CanonicalizationResult]:
         """Explicit form: ``(Φ(x), result)``, keeping no state."""
         x_c, result = self.canonicalizer.canonicalize(x)
-        y = self.predictor(x_c)
+        ties = result.ties
+        extra = None if ties is None else ~ties.primary
+        if extra is None or not bool(extra.any()):
+            y = self._predict(x_c)
+            return self.canonicalizer.invert(y, self.out_action, result=result), result
+        B = x.shape[0]
+        x_t = self._tied_inputs(x, x_c, ties, extra)
+        y_all = self._predict(torch.cat([x_c, x_t]))
+        y = self.canonicalizer.invert(y_all[:B], self.out_action, result=result)
+        if not y.is_floating_point():
+            logger.warning(
+                "%d tied sample(s) keep the primary element's output: integer outputs (%s) "
+                "cannot be averaged over the tie set; return logits to stay equivariant",
+                int(ties.primary.sum()),
+                y.dtype,
+            )
+            return y, result
+        return self._average(y, y_all[B:], ties, extra), result
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.predictor(x)
         if not isinstance(y, torch.Tensor):
             raise TypeError(
                 f"the predictor must return a torch.Tensor, got {type(y).__name__}; wrap it to "
                 "return the tensor that the output action transforms"
             )
-        return self.canonicalizer.invert(y, self.out_action, result=result), result
+        if y.dim() == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"the predictor must return one output per input sample: got shape "
+                f"{tuple(y.shape)} for a batch of {x.shape[0]}"
+            )
+        return y
+
+    def _elements(self, elements: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.canonicalizer.group, ContinuousGroup) and like.is_floating_point():
+            return elements.to(like.dtype)
+        return elements
+
+    def _tied_inputs(
+        self, x: torch.Tensor, x_c: torch.Tensor, ties: TieSet, extra: torch.Tensor
+    ) -> torch.Tensor:
+        """``t⁻¹·x`` for the non-primary candidates, with the primary's gradient path."""
+        group = self.canonicalizer.group
+        sample = ties.sample[extra].to(x.device)
+        elements = self._elements(ties.elements[extra], x)
+        x_t = self.canonicalizer.in_action.apply(
+            x.index_select(0, sample), inverse_elements(elements, group), group
+        )
+        if torch.is_grad_enabled() and x_c.requires_grad and x_c.is_floating_point():
+            # zero-valued; carries the canonicalizer's (straight-through) gradient to every pass
+            x_t = x_t + (x_c - x_c.detach()).index_select(0, sample)
+        return x_t
+
+    def _average(
+        self, y: torch.Tensor, y_t: torch.Tensor, ties: TieSet, extra: torch.Tensor
+    ) -> torch.Tensor:
+        """``Σ_t w_t · t·φ(t⁻¹·x)`` for the tied samples; other rows of ``y`` unchanged."""
+        group = self.canonicalizer.group
+        shape = (-1,) + (1,) * (y.dim() - 1)
+        mapped = self.out_action.apply(y_t, self._elements(ties.elements[extra], y_t), group)
+        scale = torch.ones(y.shape[0], dtype=y.dtype, device=y.device)
+        prim = ties.primary.to(y.device)
+        scale[ties.sample.to(y.device)[prim]] = ties.weights.to(y)[prim]
+        w = ties.weights.to(y)[extra.to(y.device)]
+        sample = ties.sample.to(y.device)[extra.to(y.device)]
+        return (y * scale.view(shape)).index_add(0, sample, mapped * w.view(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``Φ(x)``; the canonicalization is kept in ``last_result``."""

@@ -53,6 +53,7 @@ from equify.groups import O2, SO2, CyclicGroup, DihedralGroup, FiniteGroup, Grou
 from equify.groups import group as parse_group
 from equify.nn import CentredPool2d, GroupConv2d, LiftingConv2d, RegularGroupNorm, exact_elements
 from equify.nn.gconv import check_features, check_finite_group
+from equify.ties import tie_mask
 
 __all__ = [
     "GroupScoreNetwork",
@@ -260,7 +261,15 @@ class ScoresToVectors(nn.Module):
         if basis is None:
             basis = self._basis64.to(device=scores.device, dtype=scores.dtype)
             self._cache[key] = basis
-        return torch.einsum("bh,hkd->bkd", scores, basis)
+        # Σ_h M_h e_j = 0, so centring changes nothing mathematically; scores that are all tied
+        # (a blank or fully symmetric input: equal up to rounding) give exactly zero vectors,
+        # which the frame rule then recognises as degenerate instead of reading a direction
+        # out of rounding noise. Both steps commute with permutations of the scores.
+        centred = scores - scores.mean(dim=1, keepdim=True)
+        if centred.numel():
+            tied = tie_mask(scores).all(dim=1, keepdim=True)
+            centred = torch.where(tied, torch.zeros_like(centred), centred)
+        return torch.einsum("bh,hkd->bkd", centred, basis)
 
     def export(self) -> ScoresToVectors:
         """A copy (already plain PyTorch)."""

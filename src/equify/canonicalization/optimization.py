@@ -85,6 +85,8 @@ class OptimizationCanonicalizer(DiscreteCanonicalizer):
         in_action: how elements act on the input (default ``ImageAction(padding="reflection")``).
         preparation: the view the embedding network gets (default ``ImagePreparation(64)``).
         estimator: ``"straight_through"`` or ``"gumbel"``.
+        tie_tolerance: ``(atol, rtol)`` of the tie rule on the cosine scores (as in
+            DiscreteCanonicalizer); symmetric inputs tie exactly and are averaged over.
 
     Cost: ``|G|`` passes of the embedding network per input (batched together).
     """
@@ -101,6 +103,7 @@ class OptimizationCanonicalizer(DiscreteCanonicalizer):
         in_action: Action | None = None,
         preparation: nn.Module | None = None,
         estimator: str = "straight_through",
+        tie_tolerance: tuple[float, float] | None = None,
     ) -> None:
         if (
             isinstance(embedding_dim, bool)
@@ -118,6 +121,7 @@ class OptimizationCanonicalizer(DiscreteCanonicalizer):
             prior=prior,
             in_action=in_action,
             preparation=preparation,
+            tie_tolerance=tie_tolerance,
         )
         self.reference = nn.Parameter(torch.randn(embedding_dim))
         self.contrast_weight = float(contrast_weight)
@@ -142,7 +146,7 @@ class OptimizationCanonicalizer(DiscreteCanonicalizer):
                 f"the embedding network returns D = {emb.shape[1]} but the reference vector has "
                 f"{self.reference.numel()} entries: pass embedding_dim={emb.shape[1]}"
             )
-        emb = emb.view(g.order, B, -1).transpose(0, 1)  # (B, |G|, D)
+        emb = emb.view(g.order, B, emb.shape[1]).transpose(0, 1)  # (B, |G|, D)
         ref = F.normalize(self.reference.to(emb.dtype), dim=0)
         logits = F.normalize(emb, dim=-1) @ ref
         return logits, {"embeddings": emb}
@@ -152,6 +156,6 @@ class OptimizationCanonicalizer(DiscreteCanonicalizer):
         result = self._result(result, "prior_loss")
         loss = super().prior_loss(result)
         emb = result.extras.get("embeddings")
-        if emb is not None and self.contrast_weight:
+        if emb is not None and self.contrast_weight and result.batch_size:
             loss = loss + self.contrast_weight * group_contrast_loss(emb)
         return loss

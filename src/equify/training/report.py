@@ -48,7 +48,19 @@ def format_table(results: dict[str, Any]) -> str:
             f"{_pct(canon.get('identity_fraction_upright')):>10}"
             f"{100 * cost['extra_params_fraction']:>8.2f}%{cost['time_ratio']:>8.2f}"
         )
-    return "\n".join(lines)
+    notes = []
+    for name, m in results["methods"].items():
+        canon = m.get("canonicalization", {})
+        tied = canon.get("tied_samples_upright", 0)
+        degenerate = canon.get("degenerate_samples_upright", 0)
+        if tied or degenerate:
+            passes = canon.get("predictor_passes_per_input_upright", math.nan)
+            notes.append(
+                f"{name}: {tied} upright test input(s) with tied canonical elements "
+                f"({degenerate} with a degenerate frame), averaged over their tie sets; "
+                f"{passes:.3f} predictor passes per input"
+            )
+    return "\n".join(lines + notes)
 
 
 def _plt():

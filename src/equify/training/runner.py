@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from equify.analysis import evaluate_orbit, invariance_error, measure_cost
 from equify.canonicalization import (
+    CanonicalizationResult,
     ContinuousCanonicalizer,
     DataDrivenPrior,
     DiscreteCanonicalizer,
@@ -413,11 +414,14 @@ def evaluate_models(
                     model.forward_with_result(test.images[i : i + e["batch_size"]].to(device))[1]
                     for i in range(0, len(test), e["batch_size"])
                 ]
-            elements = torch.cat([r.elements.detach().cpu() for r in results])
-            res = type(results[0])(results[0].group, elements)
+            res = CanonicalizationResult.concatenate(results)
+            summary = res.summary()
             entry["canonicalization"] = {
                 "identity_fraction_upright": res.identity_fraction(),
                 "reflection_fraction_upright": res.reflection_fraction(),
+                "tied_samples_upright": summary["tied_samples"],
+                "degenerate_samples_upright": summary["degenerate_samples"],
+                "predictor_passes_per_input_upright": summary["predictor_passes_per_input"],
             }
             if isinstance(res.group, FiniteGroup):
                 entry["canonicalization"]["histogram_upright"] = res.histogram().tolist()
