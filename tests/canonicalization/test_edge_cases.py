@@ -396,6 +396,8 @@ def test_actions_never_return_their_input() -> None:
         (MaskAction(), x[:, 0]),
         (RegularAction(C4), torch.randn(2, 4, 6, 6)),
         (InvariantAction(), x),
+        (PointAction(), torch.randn(2, 5, 2)),
+        (BoxAction(6), torch.tensor([[[0.0, 1.0, 2.5, 4.0]], [[1.0, 1.0, 6.0, 2.0]]])),
     ]:
         for g in (0, torch.zeros(2, dtype=torch.long), torch.eye(2, dtype=torch.float64)):
             out = act.apply(data, g, C4)
@@ -410,3 +412,112 @@ def test_an_in_place_predictor_does_not_write_into_the_callers_input() -> None:
     before = x.clone()
     model(x)
     assert torch.equal(x, before)
+
+
+def test_empty_batch_prior_follows_the_model_dtype_and_backpropagates() -> None:
+    can = DiscreteCanonicalizer(C4, 1).double().train()
+    _, result = can.canonicalize(torch.zeros(0, 1, 8, 8, dtype=torch.float64))
+    loss = can.prior_loss(result)
+    assert loss.dtype == torch.float64 and float(loss) == 0.0
+    loss.backward()  # connected to the (empty) scores: no "does not require grad" error
+
+
+def test_c1_on_a_one_pixel_image() -> None:
+    """One value per normalisation group: the output is the bias, not a crash in group_norm."""
+    for batch in (1, 2):
+        model = EquivariantModel(RampLogits(), DiscreteCanonicalizer("C1", 1)).eval()
+        assert model(torch.randn(batch, 1, 1, 1)).shape == (batch, 3)
+        assert model(torch.randn(batch, 1, 2, 2)).shape == (batch, 3)
+
+
+# ------------------------------------------------------------------ gradients through ties
+def explicit_average(model, x, candidates, st=None):
+    """Σ_t w_t t·φ(t⁻¹·x + st) over per-sample candidate lists [(elements, weights), ...]."""
+    group = model.canonicalizer.group
+    act, out = model.canonicalizer.in_action, model.out_action
+    rows = []
+    for b, (elements, weights) in enumerate(candidates):
+        xb = x[b : b + 1]
+        acc = 0
+        for e, w in zip(elements, weights, strict=True):
+            inv = group.inverse(e) if group.is_finite else e.transpose(-1, -2)[None]
+            e_b = e if group.is_finite else e[None]
+            inp = act.apply(xb, inv, group) + (0 if st is None else st[b : b + 1])
+            acc = acc + w * out.apply(model.predictor(inp), e_b, group)
+        rows.append(acc)
+    return torch.cat(rows)
+
+
+def test_input_gradients_through_tied_samples_match_the_explicit_average() -> None:
+    torch.manual_seed(1)
+    model = model_for(C4, dense=True, dtype=torch.float64).train()
+    x = symmetrize(torch.randn(3, 1, 10, 10, dtype=torch.float64), D4_SUBGROUPS["C4"])
+    x[1] = torch.randn(1, 10, 10, dtype=torch.float64)  # untied
+    x.requires_grad_(True)
+    y, result = model.forward_with_result(x)
+    weights = torch.randn_like(y)
+    (grad,) = torch.autograd.grad((y * weights).sum(), x)
+    cands = []
+    for b in range(3):
+        mask = result.ties.sample == b if result.ties is not None else torch.zeros(0)
+        if bool(mask.any()):
+            cands.append((result.ties.elements[mask].tolist(), result.ties.weights[mask].tolist()))
+        else:
+            cands.append(([int(result.elements[b])], [1.0]))
+    assert len(cands[0][0]) == 4 and len(cands[1][0]) == 1
+    # the intended gradient: every pass carries the same straight-through term, x_c - c⁻¹·x
+    # (zero in value), and nothing else of the primary's path
+    x2 = x.detach().clone().requires_grad_(True)
+    can = model.canonicalizer
+    x_c, res2 = can.canonicalize(x2)
+    st = x_c - can.in_action.apply(x2, C4.inverse(res2.elements), C4)
+    ref = explicit_average(model, x2, cands, st)
+    torch.testing.assert_close(y, ref)
+    (grad_ref,) = torch.autograd.grad((ref * weights).sum(), x2)
+    torch.testing.assert_close(grad, grad_ref, atol=1e-10, rtol=1e-10)
+
+
+def test_input_gradients_through_frame_ties_match_the_explicit_average() -> None:
+    """Both handedness of a mirror-symmetric image (O2) and the C4 fallback of a blank one."""
+    torch.manual_seed(2)
+    flip = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    for group, x in (
+        (O2(), symmetrize(torch.randn(2, 1, 12, 12, dtype=torch.float64), D4_SUBGROUPS["D1_diag"])),
+        (SO2(), torch.zeros(2, 1, 12, 12, dtype=torch.float64)),
+    ):
+        can = ContinuousCanonicalizer(group, 1).double().train()
+        model = EquivariantModel(RampDense().double(), can, ImageAction()).train()
+        x = x.clone().requires_grad_(True)
+        y, result = model.forward_with_result(x)
+        assert bool(result.tied().all())
+        weights = torch.randn_like(y)
+        (grad,) = torch.autograd.grad((y * weights).sum(), x)
+        x2 = x.detach().clone().requires_grad_(True)
+        _, res2 = can.canonicalize(x2)
+        q = res2.elements
+        if group.has_reflections:
+            cands = [([q[b], q[b] * flip], [0.5, 0.5]) for b in range(2)]
+        else:  # degenerate: the identity frame, averaged over C4
+            mats = C4.matrix(C4.elements(), dtype=torch.float64)
+            cands = [(list(mats), [0.25] * 4) for _ in range(2)]
+        ref = explicit_average(model, x2, cands)
+        torch.testing.assert_close(y, ref)
+        (grad_ref,) = torch.autograd.grad((ref * weights).sum(), x2)
+        assert bool(grad_ref.abs().max() > 1e-3)
+        torch.testing.assert_close(grad, grad_ref, atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_a_half_turn_symmetric_image_is_degenerate_for_so2_at_any_score_scale(scale) -> None:
+    """Its first vector is pure rounding: it must be recognised, not read as a direction."""
+    can = ContinuousCanonicalizer(SO2(), 1).eval()
+    with torch.no_grad():
+        for p in can.network.scores.blocks[-2].parameters():
+            p.mul_(scale)
+    x = symmetrize(torch.randn(4, 1, 16, 16), D4_SUBGROUPS["C2"])
+    _, result = can.canonicalize(x)
+    assert bool(result.degenerate.all())
+    model = EquivariantModel(RampDense(), can, ImageAction()).eval()
+    assert_equivariant(
+        model, x, SO2(), ImageAction(), ImageAction(), elements=C4.matrix(C4.elements())
+    )

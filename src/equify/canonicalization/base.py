@@ -121,8 +121,8 @@ class CanonicalizationResult:
         ties: the candidates of the samples whose ``c(x)`` is ambiguous (a :class:`TieSet`), or
             None when every choice is unique.
         degenerate: ``(B,)`` bool, True where a continuous group's frame was undefined (a zero
-            or, for SO(3), parallel frame vector) and the documented fallback was used; None
-            for finite groups.
+            first vector; for SO(3)/O(3) also a second vector parallel to the first) and the
+            documented fallback was used; None for finite groups.
     """
 
     group: Group
@@ -286,6 +286,14 @@ def check_images(x: object, in_channels: int | None, name: str = "input") -> tor
     return x
 
 
+def _zero_like(result: CanonicalizationResult) -> torch.Tensor:
+    """A scalar 0 in the dtype of the scores (or frames), connected to their graph if any."""
+    for t in (result.logits, result.vectors, result.elements):
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            return t.sum() * 0
+    return torch.zeros((), device=result.elements.device)
+
+
 class DetachedLastResult(nn.Module):
     """Mixin: ``copy.deepcopy`` and pickling keep ``last_result`` without its autograd graph.
 
@@ -338,7 +346,7 @@ class Canonicalizer(DetachedLastResult, ABC):
         result = self._result(result, "prior_loss")
         prior = getattr(self, "prior", None)
         if prior is None or result.batch_size == 0:  # an empty batch adds nothing, not NaN
-            return torch.zeros((), device=result.elements.device)
+            return _zero_like(result)
         return prior(result)
 
     def validate_input(self, x: object) -> torch.Tensor:

@@ -124,6 +124,13 @@ def frames_from_vectors(
         Columns are the frame. SO(2): ``[q1, R90 q1]``; O(2): Gram–Schmidt of ``v1, v2``;
         SO(3): ``q1, q2`` by Gram–Schmidt and ``q3 = q1 × q2``; O(3): Gram–Schmidt of three.
         Degenerate samples get the identity; ambiguous ones the completion with determinant +1.
+
+    The tolerances are absolute in the vectors' units: a vector that a symmetry forces to zero
+    must come out below ``atol`` (not as rounding noise that grows with the network's scale).
+    The native :class:`~equify.canonicalization.networks.VectorNetwork` guarantees this at any
+    scale (it zeroes vectors below its scores' rounding level); for the escnn network and your
+    own, measured at initialisation (~4e-8 for a 180°-symmetric image), pass a larger ``atol``
+    if your network's outputs are much larger than 1.
     """
     k = vectors_needed(group)
     if not isinstance(v, torch.Tensor) or not v.is_floating_point():

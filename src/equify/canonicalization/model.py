@@ -16,7 +16,7 @@ from equify.canonicalization.base import (
     DetachedLastResult,
     TieSet,
 )
-from equify.groups import ContinuousGroup
+from equify.groups import ContinuousGroup, FiniteGroup
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class EquivariantModel(DetachedLastResult):
         ``Φ(x) = Σ_t w_t · t·φ(t⁻¹·x)`` (frame averaging over the tie set). The set moves with
         the input, so ``Φ`` stays equivariant for every output action, also on constant,
         blank and symmetric images. Untied samples cost one predictor pass; all passes of a
-        batch go through the predictor as one batch. Floating outputs are averaged; integer
-        outputs (labels) cannot be, and keep the primary element's output.
+        batch go through the predictor as one batch (a predictor with BatchNorm in train mode
+        then counts a tied sample once per candidate in its batch statistics). Floating outputs
+        are averaged; integer outputs (labels) cannot be, and keep the primary element's output.
     """
 
     def __init__(
@@ -84,7 +85,7 @@ class EquivariantModel(DetachedLastResult):
             y = self._predict(x_c)
             return self.canonicalizer.invert(y, self.out_action, result=result), result
         B = x.shape[0]
-        x_t = self._tied_inputs(x, x_c, ties, extra)
+        x_t = self._tied_inputs(x, x_c, result, extra)
         y_all = self._predict(torch.cat([x_c, x_t]))
         y = self.canonicalizer.invert(y_all[:B], self.out_action, result=result)
         if not y.is_floating_point():
@@ -117,18 +118,34 @@ class EquivariantModel(DetachedLastResult):
         return elements
 
     def _tied_inputs(
-        self, x: torch.Tensor, x_c: torch.Tensor, ties: TieSet, extra: torch.Tensor
+        self,
+        x: torch.Tensor,
+        x_c: torch.Tensor,
+        result: CanonicalizationResult,
+        extra: torch.Tensor,
     ) -> torch.Tensor:
-        """``t⁻¹·x`` for the non-primary candidates, with the primary's gradient path."""
+        """``t⁻¹·x`` for the non-primary candidates.
+
+        Finite groups: plus the primary's straight-through term, ``x_c - c⁻¹·x`` (zero in value,
+        no gradient to ``x``), so the canonicalization network learns from every pass. Continuous
+        groups need none: a candidate built from the frame carries the frame's graph itself.
+        """
         group = self.canonicalizer.group
+        act = self.canonicalizer.in_action
+        ties = result.ties
         sample = ties.sample[extra].to(x.device)
         elements = self._elements(ties.elements[extra], x)
-        x_t = self.canonicalizer.in_action.apply(
-            x.index_select(0, sample), inverse_elements(elements, group), group
-        )
-        if torch.is_grad_enabled() and x_c.requires_grad and x_c.is_floating_point():
-            # zero-valued; carries the canonicalizer's (straight-through) gradient to every pass
-            x_t = x_t + (x_c - x_c.detach()).index_select(0, sample)
+        x_s = x.index_select(0, sample)
+        x_t = act.apply(x_s, inverse_elements(elements, group), group)
+        if (
+            isinstance(group, FiniteGroup)
+            and torch.is_grad_enabled()
+            and x_c.requires_grad
+            and x_c.is_floating_point()
+        ):
+            chosen = result.elements.to(x.device).index_select(0, sample)
+            hard = act.apply(x_s, group.inverse(chosen), group)
+            x_t = x_t + (x_c.index_select(0, sample) - hard)
         return x_t
 
     def _average(

@@ -53,7 +53,7 @@ from equify.groups import O2, SO2, CyclicGroup, DihedralGroup, FiniteGroup, Grou
 from equify.groups import group as parse_group
 from equify.nn import CentredPool2d, GroupConv2d, LiftingConv2d, RegularGroupNorm, exact_elements
 from equify.nn.gconv import check_features, check_finite_group
-from equify.ties import tie_mask
+from equify.ties import default_tie_tolerance, tie_mask
 
 __all__ = [
     "GroupScoreNetwork",
@@ -261,15 +261,22 @@ class ScoresToVectors(nn.Module):
         if basis is None:
             basis = self._basis64.to(device=scores.device, dtype=scores.dtype)
             self._cache[key] = basis
-        # Σ_h M_h e_j = 0, so centring changes nothing mathematically; scores that are all tied
-        # (a blank or fully symmetric input: equal up to rounding) give exactly zero vectors,
-        # which the frame rule then recognises as degenerate instead of reading a direction
-        # out of rounding noise. Both steps commute with permutations of the scores.
+        # For n >= 2 rotations Σ_h M_h e_j = 0, so centring changes nothing mathematically.
+        # Scores that are all tied (a blank or fully symmetric input: equal up to rounding)
+        # give exactly zero vectors, and so does a vector that is pure rounding, below
+        # rtol·Σ|s - mean s| (e.g. v1 of a 180°-symmetric image, whose pairs of scores cancel):
+        # the frame rule then sees a degenerate frame instead of reading a direction out of
+        # noise, whatever the scale of the scores. Every test depends only on the multiset of
+        # scores and on norms, so the vectors stay equivariant.
         centred = scores - scores.mean(dim=1, keepdim=True)
-        if centred.numel():
-            tied = tie_mask(scores).all(dim=1, keepdim=True)
-            centred = torch.where(tied, torch.zeros_like(centred), centred)
-        return torch.einsum("bh,hkd->bkd", centred, basis)
+        v = torch.einsum("bh,hkd->bkd", centred, basis)
+        if v.numel():
+            _, rtol = default_tie_tolerance(scores.dtype)
+            tied = tie_mask(scores).all(dim=1)
+            mass = centred.abs().sum(dim=1)
+            noise = v.norm(dim=-1) <= rtol * mass[:, None]
+            v = torch.where((noise | tied[:, None])[..., None], torch.zeros_like(v), v)
+        return v
 
     def export(self) -> ScoresToVectors:
         """A copy (already plain PyTorch)."""

@@ -17,7 +17,35 @@ from torch import nn
 from equify.groups import FiniteGroup
 from equify.nn.gconv import check_finite_group
 
-__all__ = ["RegularGroupNorm"]
+__all__ = ["OneValueGroupNorm", "RegularGroupNorm", "group_norm"]
+
+
+def group_norm(
+    x: torch.Tensor,
+    num_groups: int,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+) -> torch.Tensor:
+    """``F.group_norm``, also when a group holds a single value (a 1x1 map of one channel).
+
+    ``F.group_norm`` refuses that case; mathematically ``x - mean`` is 0 there, so the output is
+    the bias (0 without affine parameters).
+    """
+    if x.numel() and x.numel() // (x.shape[0] * num_groups) == 1:
+        out = torch.zeros_like(x)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        if weight is not None:
+            out = out * weight.view(shape) + bias.view(shape)
+        return out
+    return F.group_norm(x, num_groups, weight, bias, eps)
+
+
+class OneValueGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that also accepts groups of one value (see :func:`group_norm`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
 class RegularGroupNorm(nn.Module):
@@ -68,10 +96,14 @@ class RegularGroupNorm(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"expected a floating input, got dtype {x.dtype}")
         w, b = self._affine()
-        return F.group_norm(x, self.num_fields, w, b, self.eps)
+        return group_norm(x, self.num_fields, w, b, self.eps)
 
     def export(self) -> nn.GroupNorm:
-        """An ``nn.GroupNorm`` giving the same output (affine parameters expanded, detached)."""
+        """An ``nn.GroupNorm`` giving the same output (affine parameters expanded, detached).
+
+        Like every ``nn.GroupNorm`` it refuses inputs with a single value per group (a 1x1 map
+        of a C1 field), which this module maps to its bias; use :class:`OneValueGroupNorm` there.
+        """
         n = self.group.order
         affine = self.weight is not None
         ref = self.weight if affine else None
