@@ -7,6 +7,7 @@ Examples::
     equify adapt --config my.yaml --set adapt.prior_weight=2 --set data.size=29
     equify adapt --output runs/d4 --resume         # continue an interrupted run
     equify evaluate --output runs/d4               # re-evaluate a finished run
+    equify pretrain --data digits --output runs/digits
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -21,17 +23,22 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+_COMMANDS = {
+    "adapt": "pretrain (or load) a model, adapt it with every method, evaluate, report",
+    "pretrain": "train the stand-in pretrained model on upright data",
+    "evaluate": "re-evaluate the models of a finished run and rewrite its report",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="equify",
         description="Make a pretrained PyTorch model equivariant, and measure it.",
+        epilog="Exit status: 0 done, 1 training failed (NaN loss), 2 bad input or a run "
+        "directory in use / holding another run, 130 interrupted (resume with --resume).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (
-        ("adapt", "pretrain (or load) a model, adapt it with every method, evaluate, report"),
-        ("pretrain", "train the stand-in pretrained model on upright data"),
-        ("evaluate", "re-evaluate the models of a finished run and rewrite its report"),
-    ):
+    for name, text in _COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", help="YAML file with configuration sections")
         p.add_argument(
@@ -45,26 +52,48 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--output", help="run directory (output_dir)")
         p.add_argument("--data", help="data set: mnist, fashion-mnist, digits, folder, ...")
         p.add_argument("--root", help="directory of the data set's files (data.root)")
-        p.add_argument("--group", help="group: C4, C8, D4, SO2, ...")
-        p.add_argument("--methods", help="comma-separated: vanilla,augment,canon,canon-prior")
-        p.add_argument("--epochs", type=int, help="adaptation epochs (adapt.epochs)")
+        p.add_argument(
+            "--fit", choices=("pad", "resize"), help="reach data.size by padding or resizing"
+        )
         p.add_argument("--checkpoint", help="your pretrained checkpoint (model.checkpoint)")
-        p.add_argument("--factory", help="importable package.module:function building it")
+        p.add_argument(
+            "--factory", help="importable package.module:function building it (needs --checkpoint)"
+        )
         p.add_argument("--device", help="Lightning accelerator: auto, cpu, gpu, ...")
         p.add_argument("--seed", type=int, help="random seed")
-        p.add_argument("--resume", action="store_true", help="continue from last checkpoints")
         p.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+        if name in ("adapt", "evaluate"):
+            p.add_argument(
+                "--methods",
+                help="comma-separated: vanilla,augment,canon,canon-prior"
+                + (" (a subset of the run's)" if name == "evaluate" else ""),
+            )
+        if name == "adapt":
+            p.add_argument("--group", help="group: C4, C8, D4, SO2, ...")
+        if name in ("adapt", "pretrain"):
+            section = "adapt" if name == "adapt" else "pretrain"
+            p.add_argument("--epochs", type=int, help=f"training epochs ({section}.epochs)")
+            p.add_argument(
+                "--resume", action="store_true", help="continue from the last checkpoints"
+            )
+            p.add_argument(
+                "--overwrite",
+                action="store_true",
+                help="replace a run with other settings in the output directory",
+            )
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
+    epochs_key = "pretrain.epochs" if args.command == "pretrain" else "adapt.epochs"
     pairs = [
         ("output_dir", args.output),
         ("data.name", args.data),
         ("data.root", args.root),
-        ("adapt.group", args.group),
-        ("adapt.methods", args.methods),
-        ("adapt.epochs", args.epochs),
+        ("data.fit", args.fit),
+        ("adapt.group", getattr(args, "group", None)),
+        ("adapt.methods", getattr(args, "methods", None)),
+        (epochs_key, getattr(args, "epochs", None)),
         ("model.checkpoint", args.checkpoint),
         ("model.factory", args.factory),
         ("trainer.accelerator", args.device),
@@ -76,6 +105,14 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     if args.quiet:
         out.append("trainer.progress_bar=false")
     return out + list(args.overrides)
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The command line that continues an interrupted run."""
+    words = ["equify", *argv]
+    if "--resume" not in words:
+        words.append("--resume")
+    return shlex.join([w for w in words if w != "--overwrite"])
 
 
 def _summary(results: dict) -> str:
@@ -91,8 +128,24 @@ def _summary(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_subset(cfg: dict, config_path: str | None) -> None:
+    """``evaluate --methods`` must name methods the run trained."""
+    if config_path is None:
+        return
+    from equify.training import load_config
+
+    trained = load_config(config_path)["adapt"]["methods"]
+    extra = [m for m in cfg["adapt"]["methods"] if m not in trained]
+    if extra:
+        raise ValueError(
+            f"evaluate --methods: {', '.join(extra)} not trained in this run (it has "
+            f"{', '.join(trained)})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``equify`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -108,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             run_pretrain,
         )
         from equify.training.module import NonFiniteLossError
+        from equify.training.rundir import is_rank_zero
     except ImportError as err:
         print(f"equify: error: {err}", file=sys.stderr)
         return 2
@@ -119,28 +173,52 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # adapt.norm_stats=frozen keeps the predictor's BatchNorm layers in eval mode on purpose
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    resume = bool(getattr(args, "resume", False))
+    overwrite = bool(getattr(args, "overwrite", False))
     try:
+        if args.factory and not args.checkpoint:
+            raise ValueError(
+                "--factory builds the model of a checkpoint: give --checkpoint too, or drop it"
+            )
+        if resume and overwrite:
+            raise ValueError("--resume continues the run in --output; --overwrite replaces it")
         overrides = _overrides(args)
         config_path = args.config
-        if config_path is None and (args.command == "evaluate" or args.resume):
+        if config_path is None and (args.command == "evaluate" or resume):
             # evaluate and --resume continue a run: start from its saved configuration
             run_dir = Path(args.output or DEFAULTS["output_dir"])
             saved = run_dir / "config.yaml"
             config_path = str(saved) if saved.is_file() else None
         cfg = load_config(config_path, overrides)
+        if args.command == "evaluate" and args.methods:
+            _check_subset(cfg, config_path)
         if args.command == "pretrain":
-            info = run_pretrain(cfg, resume=args.resume)
-            print(f"pretrained model saved to {info['path']} ({info['seconds']:.0f} s)")
+            info = run_pretrain(cfg, resume=resume, overwrite=overwrite)
+            if is_rank_zero():
+                print(f"pretrained model saved to {info['path']} ({info['seconds']:.0f} s)")
             return 0
-        results = (
-            run_adapt(cfg, resume=args.resume) if args.command == "adapt" else run_evaluate(cfg)
-        )
+        if args.command == "adapt":
+            results = run_adapt(cfg, resume=resume, overwrite=overwrite)
+        else:
+            results = run_evaluate(cfg)
     except NonFiniteLossError as err:
         print(f"equify: training stopped: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.command == "evaluate":
+            print("\nequify: interrupted; run it again to evaluate", file=sys.stderr)
+        else:
+            print(
+                "\nequify: interrupted. The checkpoints of the finished epochs are kept; "
+                f"continue with:\n  {_resume_command(argv)}",
+                file=sys.stderr,
+            )
+        return 130
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"equify: error: {err}", file=sys.stderr)
         return 2
+    if results is None:  # a DDP worker process: rank 0 reports
+        return 0
     print()
     print(format_table(results))
     print()

@@ -462,6 +462,20 @@ def test_corrupt_and_unsafe_files(tmp_path) -> None:
     torch.save(nn.Linear(2, 2), tmp_path / "pickled_module.pt")  # a whole pickled model
     with pytest.raises(ValueError, match="weights_only=True"):
         load_model(tmp_path / "pickled_module.pt", factory=lambda: nn.Linear(2, 2))
+    # random bytes are corrupt, never "a pickled model": no advice to unpickle them unsafely
+    gen = torch.Generator().manual_seed(0)
+    noise = bytes(torch.randint(0, 256, (4096,), generator=gen, dtype=torch.uint8).tolist())
+    (tmp_path / "noise.pt").write_bytes(noise)
+    for name in ("noise.pt", "truncated.pt", "empty.pt"):
+        with pytest.raises(ValueError) as info:
+            read_checkpoint(tmp_path / name)
+        message = str(info.value)
+        assert "weights_only=False" not in message and "pickled model" not in message
+        assert message.endswith("again.")  # whole, not cut mid-word
+    with pytest.raises(ValueError) as info:
+        read_checkpoint(tmp_path / "pickled_module.pt")
+    assert "only if you trust its source" in str(info.value)
+    assert "..." not in str(info.value)[-5:]
 
 
 def test_no_architecture_and_no_factory(tmp_path) -> None:

@@ -102,7 +102,8 @@ def _stack(
         (s0, i0), (s1, i1) = [(s, idx[0]) for s, idx in list(by_size.items())[:2]]
         raise ValueError(
             f"images differ in size: {files[i0]} is {s0[0]}x{s0[1]} (HxW) but {files[i1]} is "
-            f"{s1[0]}x{s1[1]}; pass size=(H, W) (with fit='resize' or 'pad') to bring them to one"
+            f"{s1[0]}x{s1[1]}; pass size=(H, W) (with fit='resize' or 'pad') to bring them to one "
+            "(in the equify command: --set data.size=H --fit resize)"
         )
     fitted: list[tuple[list[int], torch.Tensor]] = []
     for idx in by_size.values():

@@ -178,7 +178,7 @@ def pad_to_size(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     if th < h or tw < w:
         raise ValueError(
             f"cannot pad images of size {h}x{w} to the smaller size {th}x{tw}: "
-            "use fit='resize' (resize_images) to shrink them"
+            "use fit='resize' (resize_images) to shrink them (in the equify command: --fit resize)"
         )
     if (th, tw) == (h, w):
         return images

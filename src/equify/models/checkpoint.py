@@ -346,21 +346,52 @@ def read_checkpoint(path: PathLike, map_location: Any = "cpu") -> Checkpoint:
         raise FileNotFoundError(f"checkpoint not found: {p}")
     if p.is_dir():
         raise IsADirectoryError(f"expected a checkpoint file, got the directory {p}")
+    kind = _archive_kind(p)
+    if kind == "corrupt":
+        raise ValueError(
+            f"{p} is not a readable PyTorch checkpoint (corrupt or truncated file?): it is "
+            "neither a complete torch.save archive nor a legacy pickle (a truncated download "
+            "or copy, or another kind of file). Save or download it again."
+        )
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(
-            f"could not load {p} with torch.load(weights_only=True): it pickles objects other "
-            "than tensors and plain containers (a whole pickled model?). If you trust the file, "
+            f"could not load {p} with torch.load(weights_only=True): it is a valid archive "
+            "that pickles objects other than tensors and plain containers (a whole pickled "
+            "model?). Unpickling such a file runs code from it: only if you trust its source, "
             "load it yourself with torch.load(..., weights_only=False), take its state_dict() "
-            f"and pass that to load_state_dict_into. Details: {str(err)[:500]}"
+            f"and pass that to load_state_dict_into. The unpickler said: {_first_line(err)}"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
         raise ValueError(
             f"could not read {p} as a PyTorch checkpoint (corrupt or truncated file?): "
-            f"{type(err).__name__}: {str(err)[:300]}"
+            f"{type(err).__name__}: {_first_line(err)}"
         ) from err
     return extract_state_dict(obj)
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an error message, whole."""
+    for line in str(err).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(err).__name__
+
+
+def _archive_kind(path: Path) -> str:
+    """``"zip"`` (a torch.save archive whose members all check out), ``"legacy"`` (a file that
+    starts like a pickle) or ``"corrupt"``."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return "zip" if archive.testzip() is None else "corrupt"
+        except (OSError, zipfile.BadZipFile, EOFError):
+            return "corrupt"
+    with path.open("rb") as f:
+        head = f.read(2)
+    # pickle protocol 2+ starts with PROTO (0x80); torch's legacy format is a pickle stream
+    return "legacy" if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5 else "corrupt"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Needs the ``train`` extra (lightning, pyyaml, matplotlib) and the ``data`` extra
 built-in data sets: ``pip install "equify[train,data]"``.
 """
 
+from equify.training.adapted import load_adapted
 from equify.training.config import DEFAULTS, METHODS, load_config, save_config
 from equify.training.module import ClassifierModule, NonFiniteLossError, Normalized
 from equify.training.report import format_table, write_report
@@ -30,6 +31,7 @@ __all__ = [
     "build_equivariant_model",
     "evaluate_models",
     "format_table",
+    "load_adapted",
     "load_config",
     "prepare_data",
     "pretrained_model",

@@ -39,6 +39,15 @@ PRIORS = ("identity", "data")
 #: What adaptation does with the predictor's BatchNorm statistics: keep the pretrained ones
 #: ("frozen") or re-estimate them on the adaptation batches ("update").
 NORM_STATS = ("frozen", "update")
+#: How ``data.size`` is reached: zero-padding (never rescales) or a bilinear resize.
+FITS = ("pad", "resize")
+#: Keys that must be true booleans (YAML ``true``/``false``), not strings or numbers.
+BOOLEAN_KEYS = (
+    ("data", "normalize"),
+    ("adapt", "freeze_predictor"),
+    ("trainer", "progress_bar"),
+    ("trainer", "deterministic"),
+)
 
 DEFAULTS: dict[str, Any] = {
     "output_dir": "runs/default",
@@ -47,10 +56,12 @@ DEFAULTS: dict[str, Any] = {
         "name": "mnist",
         "root": None,
         "size": None,
+        "fit": "pad",
         "test_fraction": 0.2,
         "val_fraction": 0.1,
         "normalize": True,
         "max_train": None,
+        "max_val": None,
         "max_test": None,
     },
     "model": {
@@ -132,7 +143,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     keys = [k for k in key.strip().split(".") if k]
     if not keys:
         raise ValueError(f"empty key in override {text!r}")
-    return keys, _yaml().safe_load(raw) if raw.strip() else None
+    return keys, _safe_load(raw, f"override {text!r}") if raw.strip() else None
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -146,6 +157,20 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     return config
 
 
+def _safe_load(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with a one-line ValueError naming the source, line and column."""
+    yaml = _yaml()
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise ValueError(f"{where}: invalid YAML: {detail}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
     """Defaults, updated by the YAML file at ``path`` and then by ``overrides``; validated."""
     config = copy.deepcopy(DEFAULTS)
@@ -153,7 +178,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"configuration file not found: {p}")
-        loaded = _yaml().safe_load(p.read_text()) or {}
+        loaded = _safe_load(p.read_text(), str(p)) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{p} must hold a mapping of configuration sections, got {loaded!r}")
         config = _merge(config, loaded)
@@ -208,6 +233,21 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r} in adapt.methods; valid: {', '.join(METHODS)}")
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ValueError(f"adapt.methods lists {', '.join(repeated)} more than once: {methods!r}")
+    for section, key in BOOLEAN_KEYS:
+        v = config[section][key]
+        if not isinstance(v, bool):
+            raise ValueError(f"{section}.{key} must be true or false, got {v!r}")
+    if d["fit"] not in FITS:
+        raise ValueError(f"unknown data.fit {d['fit']!r}; valid: {', '.join(FITS)}")
+    m = config["model"]
+    if m["factory"] is not None and m["checkpoint"] is None:
+        raise ValueError(
+            f"model.factory ({m['factory']!r}) builds the model of a checkpoint: give "
+            "model.checkpoint (--checkpoint) too, or drop the factory"
+        )
     g = parse_group(a["group"])  # raises with the valid forms
     if a["canonicalizer"] not in CANONICALIZERS:
         raise ValueError(
@@ -239,7 +279,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         v = d[k]
         if not isinstance(v, (int, float)) or not 0 < v < 1:
             raise ValueError(f"data.{k} must be in (0, 1), got {v!r}")
-    for k in ("max_train", "max_test", "size"):
+    for k in ("max_train", "max_val", "max_test", "size"):
         if d[k] is not None:
             _positive(d[k], f"data.{k}")
     if not isinstance(config["seed"], int):

@@ -87,6 +87,9 @@ class ClassifierModule(L.LightningModule):
         self.augment = augment
         self.method = method
         self.freeze_norm_stats = bool(freeze_norm_stats)
+        #: set by the runner: reseeds the global RNG at every epoch start (dropout, augmentation,
+        #: Gumbel noise), so that a resumed run continues exactly as an uninterrupted one
+        self.seed: int | None = None
         self.equivariant = isinstance(model, EquivariantModel)
         if not self.equivariant and self.prior_weight:
             raise ValueError("prior_weight needs an EquivariantModel")
@@ -101,6 +104,8 @@ class ClassifierModule(L.LightningModule):
                     m.eval()
 
     def on_train_epoch_start(self) -> None:
+        if self.seed is not None:
+            torch.manual_seed(self.seed * 1_000_003 + 7919 * self.current_epoch + self.global_rank)
         self._freeze_norm_layers()
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
@@ -124,13 +129,16 @@ class ClassifierModule(L.LightningModule):
             if stage == "train" and self.prior_weight:
                 prior = self.model.prior_loss(result)
                 loss = task + self.prior_weight * prior
-                self.log("train/prior", prior.detach(), on_epoch=True, on_step=False)
+                self.log(
+                    "train/prior", prior.detach(), on_epoch=True, on_step=False, sync_dist=True
+                )
             self.log(
                 f"{stage}/identity_fraction",
                 result.identity_fraction(),
                 on_epoch=True,
                 on_step=False,
                 prog_bar=stage == "val",
+                sync_dist=True,
             )
         else:
             logits = self.model(x)
@@ -143,8 +151,11 @@ class ClassifierModule(L.LightningModule):
                 "resume from it."
             )
         acc = (logits.argmax(1) == y).float().mean()
-        self.log(f"{stage}/loss", task.detach(), on_epoch=True, on_step=stage == "train")
-        self.log(f"{stage}/acc", acc, on_epoch=True, on_step=False, prog_bar=True)
+        # epoch metrics are averaged over the DDP processes (val/acc chooses the best checkpoint)
+        self.log(
+            f"{stage}/loss", task.detach(), on_epoch=True, on_step=stage == "train", sync_dist=True
+        )
+        self.log(f"{stage}/acc", acc, on_epoch=True, on_step=False, prog_bar=True, sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -4,7 +4,8 @@ Plots (matplotlib, the ``train`` extra):
 
 * ``accuracy_vs_angle.png``: test accuracy against rotation angle, every method on one figure;
 * ``canonical_orientations.png``: histogram of the elements the canonicalizers choose on the
-  upright test set (a good prior puts nearly everything on the identity);
+  upright test set, labelled by angle (``flip·90°`` for the flip followed by 90°); for SO(2) /
+  O(2) a histogram of the canonical angles (a good prior puts nearly everything at 0°);
 * ``canonicalized_examples.png``: randomly rotated test inputs beside their canonicalized
   versions, for each canonicalization method.
 """
@@ -12,6 +13,7 @@ Plots (matplotlib, the ``train`` extra):
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ from equify.canonicalization import EquivariantModel
 from equify.data import ImageDataset, RotationSet
 from equify.groups import FiniteGroup
 
-__all__ = ["format_table", "write_report"]
+__all__ = ["element_label", "format_table", "write_report"]
+
+logger = logging.getLogger(__name__)
 
 
 def _pct(v: float | None) -> str:
@@ -72,7 +76,7 @@ def _plt():
     return plt
 
 
-def _plot_angles(results: dict[str, Any], path: Path) -> None:
+def _plot_angles(results: dict[str, Any], path: Path) -> bool:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.4))
     for name, m in results["methods"].items():
@@ -88,24 +92,56 @@ def _plot_angles(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
+
+
+def element_label(group: FiniteGroup, index: int) -> str:
+    """``"90°"`` for a rotation, ``"flip·90°"`` for ``r^k s`` (the flip, then the rotation)."""
+    deg = round(float(group.angle(index)) * 180 / math.pi, 1)
+    text = f"{deg:g}°"
+    return f"flip·{text}" if bool(group.is_reflection(index)) else text
 
 
 def _plot_histograms(results: dict[str, Any], path: Path) -> bool:
-    items = [
-        (n, m["canonicalization"]["histogram_upright"])
-        for n, m in results["methods"].items()
-        if "histogram_upright" in m.get("canonicalization", {})
-    ]
+    from equify.groups import group as parse_group
+
+    items = []
+    for name, m in results["methods"].items():
+        canon = m.get("canonicalization", {})
+        if "histogram_upright" in canon:
+            items.append((name, "finite", canon["histogram_upright"]))
+        elif canon.get("angles_upright_deg"):
+            items.append((name, "angles", canon))
     if not items:
         return False
+    g = parse_group(results["group"])
     plt = _plt()
-    fig, axes = plt.subplots(1, len(items), figsize=(4 * len(items), 3), squeeze=False)
-    for ax, (name, hist) in zip(axes[0], items, strict=True):
-        ax.bar(range(len(hist)), hist)
-        ax.set_xticks(range(len(hist)))
-        ax.set_xlabel("chosen element c(x)")
+    fig, axes = plt.subplots(1, len(items), figsize=(4.5 * len(items), 3.2), squeeze=False)
+    for ax, (name, kind, data) in zip(axes[0], items, strict=True):
+        if kind == "finite":
+            labels = [element_label(g, i) for i in range(len(data))]
+            ax.bar(range(len(data)), data)
+            ax.set_xticks(range(len(data)))
+            ax.set_xticklabels(labels, rotation=45 if len(data) > 4 else 0, fontsize=7)
+            ax.set_xlabel("chosen element c(x)")
+        else:
+            angles = data["angles_upright_deg"]
+            refl = data.get("reflections_upright") or [False] * len(angles)
+            rot = [a for a, r in zip(angles, refl, strict=True) if not r]
+            fl = [a for a, r in zip(angles, refl, strict=True) if r]
+            bins = list(range(-180, 181, 15))
+            ax.hist(
+                [rot, fl] if fl else [rot],
+                bins=bins,
+                stacked=True,
+                label=["rotation", "with reflection"] if fl else ["rotation"],
+            )
+            ax.set_xticks(range(-180, 181, 90))
+            ax.set_xlabel("angle of c(x) (degrees)")
+            if fl:
+                ax.legend(fontsize=7)
         ax.set_ylabel("test images")
-        ax.set_title(f"{name}: canonical orientations")
+        ax.set_title(f"{name}: canonical orientations", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -117,7 +153,8 @@ def _plot_examples(
     models: dict[str, nn.Module], data: ImageDataset, group_spec: Any, path: Path, n: int = 8
 ) -> bool:
     canon = {k: m for k, m in models.items() if isinstance(m, EquivariantModel)}
-    if not canon:
+    n = min(n, len(data))
+    if not canon or n == 0:
         return False
     plt = _plt()
     rs = RotationSet.parse(group_spec)
@@ -129,7 +166,9 @@ def _plot_examples(
         dev = next(model.parameters()).device
         x_c, _ = model.canonicalizer.canonicalize(rows[0][1].to(dev))
         rows.append((f"{name}: canonicalized", x_c.cpu()))
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), n, figsize=(1.2 * max(n, 2), 1.3 * len(rows)), squeeze=False
+    )
     for r, (title, imgs) in enumerate(rows):
         for c in range(n):
             img = imgs[c].clamp(0, 1)
@@ -147,25 +186,42 @@ def _plot_examples(
     return True
 
 
-def write_report(
-    results: dict[str, Any], models: dict[str, nn.Module], data: Any, run_dir: Path
-) -> dict[str, str]:
-    """Write ``results.json`` and the plots into ``run_dir``; returns the files written."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    files = {"results": str(run_dir / "results.json")}
-    _plot_angles(results, run_dir / "accuracy_vs_angle.png")
-    files["accuracy_vs_angle"] = str(run_dir / "accuracy_vs_angle.png")
-    if _plot_histograms(results, run_dir / "canonical_orientations.png"):
-        files["canonical_orientations"] = str(run_dir / "canonical_orientations.png")
-    from equify.groups import group as parse_group
-
-    g = parse_group(results["group"])
-    spec = g if isinstance(g, FiniteGroup) else list(range(0, 360, 15))
-    if _plot_examples(models, data.test, spec, run_dir / "canonicalized_examples.png"):
-        files["canonicalized_examples"] = str(run_dir / "canonicalized_examples.png")
-    results["files"] = files
+def _write_json(results: dict[str, Any], run_dir: Path) -> None:
     tmp = run_dir / ".results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2, default=str))
     tmp.replace(run_dir / "results.json")
+
+
+def write_report(
+    results: dict[str, Any], models: dict[str, nn.Module], data: Any, run_dir: Path
+) -> dict[str, str]:
+    """Write ``results.json`` and then the plots into ``run_dir``; returns the files written.
+
+    The results are written first: a plot that fails (odd data, a matplotlib problem) is a
+    logged warning and never costs the run its results.
+    """
+    from equify.groups import group as parse_group
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = {"results": str(run_dir / "results.json")}
+    results["files"] = files
+    _write_json(results, run_dir)
+    g = parse_group(results["group"])
+    spec = g if isinstance(g, FiniteGroup) else list(range(0, 360, 15))
+    plots = (
+        ("accuracy_vs_angle", lambda p: _plot_angles(results, p)),
+        ("canonical_orientations", lambda p: _plot_histograms(results, p)),
+        ("canonicalized_examples", lambda p: _plot_examples(models, data.test, spec, p)),
+    )
+    for name, plot in plots:
+        path = run_dir / f"{name}.png"
+        try:
+            if plot(path):
+                files[name] = str(path)
+        except Exception as err:  # a plot must never lose the run
+            logger.warning(
+                "could not draw %s (%s: %s); the results are saved", path, type(err).__name__, err
+            )
+    _write_json(results, run_dir)
     return files

@@ -16,17 +16,22 @@ skips methods that already finished.
 from __future__ import annotations
 
 import copy
+import csv
+import dataclasses
 import json
 import logging
+import math
 import shutil
+import signal
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from equify.analysis import evaluate_orbit, invariance_error, measure_cost
 from equify.canonicalization import (
@@ -44,6 +49,13 @@ from equify.models import create_model, load_model, read_checkpoint, save_checkp
 from equify.models.checkpoint import atomic_torch_save
 from equify.training.config import save_config
 from equify.training.module import ClassifierModule, Normalized
+from equify.training.rundir import (
+    RunDirectoryError,
+    RunLock,
+    clear_run,
+    config_differences,
+    is_rank_zero,
+)
 
 try:
     import lightning as L
@@ -58,7 +70,7 @@ __all__ = [
     "DataBundle",
     "build_equivariant_model",
     "evaluate_models",
-    "load_adapted",
+    "load_method_model",
     "prepare_data",
     "pretrained_model",
     "run_adapt",
@@ -69,6 +81,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SEEDED_SOURCES = ("mnist", "digits", "mnist6-180", "mnist6-m")
+#: For SO(2)/O(2), a canonical frame within this angle of the identity counts as the identity.
+IDENTITY_DEGREES = 5.0
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -106,14 +120,34 @@ class DataBundle:
         return self.train.num_classes
 
     def loader(self, split: str, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+        """A loader of ``split``; shuffled batches come from :class:`EpochShuffle`."""
         ds = getattr(self, split)
-        gen = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            TensorDataset(ds.images, ds.labels),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=gen,
-        )
+        data = TensorDataset(ds.images, ds.labels)
+        if not shuffle:
+            return DataLoader(data, batch_size=batch_size, shuffle=False)
+        return DataLoader(data, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed))
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order of ``n`` indices that depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every epoch, also after ``--resume``: a resumed
+    run sees the same batches in its remaining epochs as an uninterrupted one. (Under DDP,
+    Lightning's distributed sampler shuffles per epoch the same way.)
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 def prepare_data(cfg: dict[str, Any]) -> DataBundle:
@@ -124,6 +158,7 @@ def prepare_data(cfg: dict[str, Any]) -> DataBundle:
         name,
         root=d["root"],
         size=d["size"],
+        fit=d["fit"],
         normalize=bool(d["normalize"]),
         test_fraction=d["test_fraction"] if name in _SEEDED_SOURCES else None,
         seed=cfg["seed"],
@@ -133,6 +168,12 @@ def prepare_data(cfg: dict[str, Any]) -> DataBundle:
     tr_idx, val_idx = stratified_split(train.labels, d["val_fraction"], seed=cfg["seed"] + 1)
     if d["max_train"] is not None:
         tr_idx = tr_idx[: d["max_train"]]
+    max_val = d["max_val"]
+    if max_val is None and d["max_train"] is not None:
+        # keep the configured train/validation proportion when only max_train is given
+        max_val = math.ceil(d["max_train"] * d["val_fraction"] / (1 - d["val_fraction"]))
+    if max_val is not None:
+        val_idx = val_idx[:max_val]
     if d["max_test"] is not None:
         test = test.subset(torch.arange(min(d["max_test"], len(test))))
     c = train.image_shape[0]
@@ -151,14 +192,19 @@ def prepare_data(cfg: dict[str, Any]) -> DataBundle:
 
 def _trainer(cfg: dict[str, Any], ckpt_dir: Path, epochs: int, name: str) -> L.Trainer:
     t = cfg["trainer"]
-    checkpoint = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
         monitor="val/acc",
         mode="max",
-        save_last=True,
         save_top_k=1,
         enable_version_counter=False,
+    )
+    # Lightning's save_last only writes when the monitored metric improved: a separate
+    # callback without a monitor writes last.ckpt after every epoch, so --resume continues
+    # from the last finished epoch, not from the best one.
+    last = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
     )
     return L.Trainer(
         max_epochs=epochs,
@@ -170,12 +216,72 @@ def _trainer(cfg: dict[str, Any], ckpt_dir: Path, epochs: int, name: str) -> L.T
         deterministic=t["deterministic"],
         enable_progress_bar=bool(t["progress_bar"]),
         enable_model_summary=False,
-        callbacks=[checkpoint],
+        callbacks=[best, last],
         plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(str(ckpt_dir.parent.parent / "logs"), name=name, version=""),
         log_every_n_steps=10,
         num_sanity_val_steps=0,
     )
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the last finished epoch's checkpoint is kept."""
+
+
+def _checkpoint_ok(path: Path) -> bool:
+    """True when ``path`` is a complete checkpoint archive (every member's CRC checks out)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return False
+
+
+def _resume_point(ckpt_dir: Path, method: str) -> Path | None:
+    """The checkpoint to resume ``method`` from: ``last.ckpt``, else ``best.ckpt``, else none."""
+    last, best = ckpt_dir / "last.ckpt", ckpt_dir / "best.ckpt"
+    if not last.is_file():
+        return None
+    if _checkpoint_ok(last):
+        return last
+    if best.is_file() and _checkpoint_ok(best):
+        logger.warning(
+            "%s: %s is truncated or corrupt; resuming from %s instead (the epochs after the "
+            "best one are trained again)",
+            method,
+            last,
+            best,
+        )
+        return best
+    logger.warning(
+        "%s: %s is truncated or corrupt and there is no usable best.ckpt: training %s afresh",
+        method,
+        last,
+        method,
+    )
+    return None
+
+
+def _read_metrics(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _merge_metrics(path: Path, earlier: list[dict[str, str]]) -> None:
+    """Put the rows of the epochs before a resume back in front of ``metrics.csv``."""
+    if not earlier:
+        return
+    rows = earlier + _read_metrics(path)
+    keys = sorted({k for row in rows for k in row})
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 def _fit(
@@ -187,21 +293,56 @@ def _fit(
     batch_size: int,
     resume: bool,
 ) -> ClassifierModule:
-    """Train with Lightning, then load the best checkpoint's weights into ``module``."""
-    if not resume and ckpt_dir.exists():
+    """Train with Lightning, then load the best checkpoint's weights into ``module``.
+
+    ``batch_size`` is the global batch: under DDP with ``W`` processes each takes
+    ``ceil(batch_size / W)`` samples per step, so a run makes the same number of optimizer steps
+    with the same learning rate as on one process. Only rank 0 writes checkpoints.
+    """
+    rank_zero = is_rank_zero()
+    if not resume and ckpt_dir.exists() and rank_zero:
         shutil.rmtree(ckpt_dir)  # a fresh run never picks up another run's checkpoints
     trainer = _trainer(cfg, ckpt_dir, epochs, module.method)
-    last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
-    if ckpt_path:
-        logger.info("%s: resuming from %s", module.method, ckpt_path)
+    world = max(1, int(trainer.world_size))
+    per_rank = math.ceil(batch_size / world)
+    if world > 1 and rank_zero:
+        logger.info(
+            "%s: %d processes, %d samples each per step (global batch %d)",
+            module.method,
+            world,
+            per_rank,
+            per_rank * world,
+        )
+    start = _resume_point(ckpt_dir, module.method) if resume else None
+    metrics_file = Path(trainer.logger.log_dir) / "metrics.csv" if trainer.logger else None
+    earlier: list[dict[str, str]] = []
+    if start is not None:
+        logger.info("%s: resuming from %s", module.method, start)
+        if metrics_file is not None:
+            done = torch.load(start, map_location="cpu", weights_only=False).get("epoch", -1)
+            earlier = [
+                r for r in _read_metrics(metrics_file) if _as_int(r.get("epoch")) <= int(done)
+            ]
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    trainer.fit(
-        module,
-        data.loader("train", batch_size, True, cfg["seed"]),
-        data.loader("val", cfg["evaluate"]["batch_size"], False, cfg["seed"]),
-        ckpt_path=ckpt_path,
-    )
+    module.seed = cfg["seed"]
+    try:
+        trainer.fit(
+            module,
+            data.loader("train", per_rank, True, cfg["seed"]),
+            data.loader("val", cfg["evaluate"]["batch_size"], False, cfg["seed"]),
+            ckpt_path=str(start) if start is not None else None,
+        )
+    except SystemExit as err:
+        # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if trainer.interrupted:
+            raise RunInterrupted(module.method) from err
+        raise
+    finally:
+        if metrics_file is not None and rank_zero:
+            _merge_metrics(metrics_file, earlier)
+    if trainer.interrupted:  # pragma: no cover - an interrupt Lightning swallowed
+        raise RunInterrupted(module.method)
     best = ckpt_dir / "best.ckpt"
     if best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
@@ -211,14 +352,24 @@ def _fit(
     return module.float()
 
 
+def _as_int(v: object) -> int:
+    try:
+        return int(float(v))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return -1
+
+
 def _pretrain_fingerprint(cfg: dict[str, Any], data: DataBundle) -> dict[str, Any]:
     """Everything that determines the stand-in pretrained model (JSON-normalised)."""
     m, d = cfg["model"], cfg["data"]
     fingerprint = {
         "architecture": m["architecture"],
         "kwargs": {"in_channels": data.in_channels, "num_classes": data.num_classes, **m["kwargs"]},
-        "data": {k: d[k] for k in ("name", "size", "normalize", "test_fraction", "val_fraction")},
+        "data": {
+            k: d[k] for k in ("name", "size", "fit", "normalize", "test_fraction", "val_fraction")
+        },
         "max_train": d["max_train"],
+        "max_val": d["max_val"],
         "seed": cfg["seed"],
         "pretrain": cfg["pretrain"],
     }
@@ -238,6 +389,7 @@ def pretrained_model(
     """
     m = cfg["model"]
     if m["checkpoint"] is not None:
+        _warn_other_data(m["checkpoint"], data.name)
         net = load_model(m["checkpoint"], factory=m["factory"], factory_kwargs=m["kwargs"] or None)
         return Normalized(net, data.mean, data.std)
     path = run_dir / "pretrained.pt"
@@ -248,8 +400,24 @@ def pretrained_model(
             return _load_pretrained(path)
         logger.info("%s was trained with other settings: training anew", path)
         resume = False
-    run_pretrain(cfg, data=data, resume=resume)
-    return _load_pretrained(path)
+    net = _pretrain(cfg, data, resume)["model"]
+    return Normalized(net, data.mean, data.std).eval()
+
+
+def _warn_other_data(checkpoint: str, data_name: str) -> None:
+    """Warn when a checkpoint's metadata says it was trained on another data set."""
+    try:
+        trained_on = read_checkpoint(checkpoint).metadata.get("data")
+    except (OSError, ValueError):
+        return  # load_model reports unreadable files itself
+    if isinstance(trained_on, str) and trained_on.lower() != data_name.lower():
+        logger.warning(
+            "%s was trained on %r (its metadata says so) but this run uses %r: its classes and "
+            "input statistics may not match",
+            checkpoint,
+            trained_on,
+            data_name,
+        )
 
 
 def _load_pretrained(path: Path) -> nn.Module:
@@ -257,16 +425,84 @@ def _load_pretrained(path: Path) -> nn.Module:
     return Normalized(load_model(path), torch.tensor(norm["mean"]), torch.tensor(norm["std"]))
 
 
+def _refuse_other_pretrained(cfg: dict[str, Any], data: DataBundle, run_dir: Path) -> None:
+    """Raise unless ``run_dir/pretrained.pt`` is absent or was trained with these settings."""
+    path = run_dir / "pretrained.pt"
+    if cfg["model"]["checkpoint"] is not None or not path.is_file():
+        return
+    try:
+        saved = read_checkpoint(path).metadata.get("fingerprint")
+    except ValueError:
+        return  # unreadable: replacing it loses nothing
+    wanted = _pretrain_fingerprint(cfg, data)
+    if saved != wanted:
+        diffs = config_differences(saved or {}, wanted)
+        raise RunDirectoryError(
+            f"{path} was trained with other settings ({'; '.join(diffs[:4]) or 'unknown'}): "
+            f"this command would replace it. Choose another --output, or pass --overwrite to "
+            f"replace the run in {run_dir}"
+        )
+
+
+def _refuse_other_run(cfg: dict[str, Any], run_dir: Path, keys: set | None, what: str) -> None:
+    """Raise when ``run_dir/config.yaml`` describes a run with other settings."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    from equify.training.config import load_config
+
+    try:
+        old = load_config(saved)
+    except (ValueError, TypeError):
+        old = None
+    diffs = ["its config.yaml is unreadable"] if old is None else None
+    if old is not None:
+        diffs = config_differences(old, cfg, keys)
+    if diffs:
+        more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
+        raise RunDirectoryError(
+            f"{run_dir} holds another run ({'; '.join(diffs[:4])}{more}): {what} would "
+            f"overwrite it. Choose another --output, continue it with --resume, or pass "
+            f"--overwrite to replace it"
+        )
+
+
+def _pretrain_keys(cfg: dict[str, Any]) -> set[tuple[str, ...]]:
+    """The flattened configuration keys that determine the pretrained model."""
+    keys = {("seed",), ("model", "architecture"), ("model", "kwargs")}
+    keys |= {("data", k) for k in cfg["data"] if k != "max_test"}
+    keys |= {("pretrain", k) for k in cfg["pretrain"]}
+    return keys
+
+
 def run_pretrain(
-    cfg: dict[str, Any], data: DataBundle | None = None, resume: bool = False
+    cfg: dict[str, Any],
+    data: DataBundle | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``model.architecture`` on upright data and save ``output_dir/pretrained.pt``.
 
+    The run directory is locked while it trains; a ``pretrained.pt`` (or a run's
+    ``config.yaml``) with other settings is not replaced unless ``overwrite``.
+
     Returns:
-        ``{"path": ..., "seconds": ...}``.
+        ``{"path": ..., "seconds": ..., "model": the trained network}``.
     """
     run_dir = Path(cfg["output_dir"])
-    data = data if data is not None else prepare_data(cfg)
+    with RunLock(run_dir, "equify pretrain"):
+        data = data if data is not None else prepare_data(cfg)
+        if overwrite:
+            if is_rank_zero():
+                clear_run(run_dir, keep_pretrained=False)
+        else:
+            _refuse_other_run(cfg, run_dir, _pretrain_keys(cfg), "pretraining here")
+            _refuse_other_pretrained(cfg, data, run_dir)
+        return _pretrain(cfg, data, resume)
+
+
+def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, Any]:
+    run_dir = Path(cfg["output_dir"])
     m, p = cfg["model"], cfg["pretrain"]
     kwargs = {"in_channels": data.in_channels, "num_classes": data.num_classes, **m["kwargs"]}
     torch.manual_seed(cfg["seed"])
@@ -285,46 +521,68 @@ def run_pretrain(
         resume,
     )
     seconds = time.perf_counter() - start
-    path = save_checkpoint(
-        run_dir / "pretrained.pt",
-        net,
-        metadata={
-            "data": data.name,
-            "normalization": {"mean": data.mean.tolist(), "std": data.std.tolist()},
-            "pretrain": p,
-            "fingerprint": _pretrain_fingerprint(cfg, data),
-        },
-    )
-    return {"path": str(path), "seconds": seconds}
+    path = run_dir / "pretrained.pt"
+    if is_rank_zero():
+        save_checkpoint(
+            path,
+            net,
+            metadata={
+                "data": data.name,
+                "normalization": {"mean": data.mean.tolist(), "std": data.std.tolist()},
+                "pretrain": p,
+                "fingerprint": _pretrain_fingerprint(cfg, data),
+            },
+        )
+    return {"path": str(path), "seconds": seconds, "model": net.eval()}
 
 
 def build_equivariant_model(
-    cfg: dict[str, Any], predictor: nn.Module, data: DataBundle, with_prior: bool
+    cfg: dict[str, Any],
+    predictor: nn.Module,
+    data: DataBundle | None,
+    with_prior: bool,
+    in_channels: int | None = None,
 ) -> EquivariantModel:
-    """Wrap ``predictor`` with the configured canonicalizer (prior fitted on training data)."""
+    """Wrap ``predictor`` with the configured canonicalizer (prior fitted on training data).
+
+    Without ``data`` (loading a saved model), give ``in_channels``; a data-driven prior is then
+    created empty and its distribution comes with the saved state dict.
+    """
     a = cfg["adapt"]
     g = parse_group(a["group"])
+    channels = data.in_channels if data is not None else in_channels
+    if channels is None:
+        raise ValueError("build_equivariant_model needs data or in_channels")
     prior: Any = None
     if with_prior:
         prior = "geodesic" if not isinstance(g, FiniteGroup) else "identity"
         if a["prior"] == "data":
             if not isinstance(g, FiniteGroup):
                 raise ValueError("adapt.prior=data needs a finite group (C<n> or D<n>)")
-            loader = data.loader("train", cfg["evaluate"]["batch_size"], False, cfg["seed"])
-            prior = DataDrivenPrior.estimate(predictor, loader, g, beta=a["beta"], max_batches=20)
+            if data is None:
+                prior = DataDrivenPrior(torch.full((g.order,), 1.0 / g.order), beta=a["beta"])
+            else:
+                loader = data.loader("train", cfg["evaluate"]["batch_size"], False, cfg["seed"])
+                prior = DataDrivenPrior.estimate(
+                    predictor, loader, g, beta=a["beta"], max_batches=20
+                )
     torch.manual_seed(cfg["seed"])
     kind = a["canonicalizer"]
     if kind == "continuous" or not isinstance(g, FiniteGroup):
-        can = ContinuousCanonicalizer(g, data.in_channels, prior=prior)
+        can = ContinuousCanonicalizer(g, channels, prior=prior)
     elif kind == "optimization":
-        can = OptimizationCanonicalizer(g, data.in_channels, prior=prior)
+        can = OptimizationCanonicalizer(g, channels, prior=prior)
     else:
-        can = DiscreteCanonicalizer(g, data.in_channels, beta=a["beta"], prior=prior)
+        can = DiscreteCanonicalizer(g, channels, beta=a["beta"], prior=prior)
     return EquivariantModel(predictor, can)
 
 
 def _method_model(
-    method: str, cfg: dict[str, Any], pretrained: nn.Module, data: DataBundle
+    method: str,
+    cfg: dict[str, Any],
+    pretrained: nn.Module,
+    data: DataBundle | None,
+    in_channels: int | None = None,
 ) -> tuple[nn.Module, ClassifierModule]:
     a = cfg["adapt"]
     # Loaded checkpoints come in eval mode: adaptation trains (and updates BatchNorm statistics).
@@ -341,7 +599,9 @@ def _method_model(
             freeze_norm_stats=frozen_stats,
         )
         return predictor, module
-    model = build_equivariant_model(cfg, predictor, data, with_prior=method == "canon-prior")
+    model = build_equivariant_model(
+        cfg, predictor, data, with_prior=method == "canon-prior", in_channels=in_channels
+    )
     # "canon" builds its canonicalizer without a prior: prior_loss() is then only the
     # canonicalizer's own regularizer (the group-contrast loss of the optimization
     # canonicalizer, zero for the others), applied with weight 1.
@@ -364,9 +624,11 @@ def _augment_rotations(group_name: str) -> Any:
     return list(range(0, 360, 15))  # SO(2)/O(2): 15° steps
 
 
-def load_adapted(cfg: dict[str, Any], method: str, pretrained: nn.Module, data: DataBundle):
+def load_method_model(
+    cfg: dict[str, Any], method: str, pretrained: nn.Module, data: DataBundle
+) -> nn.Module:
     """Rebuild the model of ``method`` and load ``output_dir/models/<method>.pt`` into it."""
-    model, _ = _method_model(method, cfg, pretrained, data)
+    model, _ = _method_model(method, cfg, pretrained, None, in_channels=data.in_channels)
     path = Path(cfg["output_dir"]) / "models" / f"{method}.pt"
     ckpt = read_checkpoint(path)
     model.load_state_dict(ckpt.state_dict)
@@ -426,67 +688,130 @@ def evaluate_models(
             if isinstance(res.group, FiniteGroup):
                 entry["canonicalization"]["histogram_upright"] = res.histogram().tolist()
             else:
-                entry["canonicalization"]["angles_upright_deg"] = res.angles().tolist()
-        entry["cost"] = measure_cost(model, bare, timing, repeats=5).to_dict()
+                # no element is exactly the identity: count frames within a small angle of it
+                angles = res.angles()
+                refl = torch.linalg.det(res.elements.detach().double().cpu()) < 0
+                near = (angles.abs() <= IDENTITY_DEGREES) & ~refl
+                entry["canonicalization"].update(
+                    identity_fraction_upright=float(near.double().mean()),
+                    identity_tolerance_deg=IDENTITY_DEGREES,
+                    angles_upright_deg=angles.tolist(),
+                    reflections_upright=refl.tolist(),
+                )
+        if model is bare:  # the pretrained model against itself: 1 by definition, not noise
+            cost = measure_cost(model, bare, timing, repeats=1, warmup=0)
+            cost = dataclasses.replace(cost, seconds_per_image_model=cost.seconds_per_image_bare)
+        else:  # interleaved with the bare model, medians of 11 (a loaded machine is noisy)
+            cost = measure_cost(model, bare, timing, repeats=11, warmup=2)
+        entry["cost"] = cost.to_dict()
         out[name] = entry
     return out
 
 
-def run_adapt(cfg: dict[str, Any], resume: bool = False) -> dict[str, Any]:
+def _check_trainer(cfg: dict[str, Any]) -> None:
+    """Build (and drop) a Trainer, so that a bad accelerator or strategy fails before any file."""
+    t = cfg["trainer"]
+    try:
+        L.Trainer(
+            accelerator=t["accelerator"],
+            devices=t["devices"],
+            strategy=t["strategy"],
+            num_nodes=t["num_nodes"],
+            precision=t["precision"],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise ValueError(f"trainer settings: {err}") from err
+
+
+def run_adapt(
+    cfg: dict[str, Any], resume: bool = False, overwrite: bool = False
+) -> dict[str, Any] | None:
     """Pretrain (or load) the predictor, run every configured method, evaluate, save results.
 
+    The run directory is locked while the run lasts. A fresh run (no ``resume``) into a
+    directory that holds a run with other settings refuses unless ``overwrite``, which clears
+    that run's artefacts first.
+
     Returns:
-        The results dictionary also written to ``output_dir/results.json``.
+        The results dictionary also written to ``output_dir/results.json``; None in the worker
+        processes of a distributed run (rank > 0), which only train.
     """
     from equify.training.report import write_report
 
     run_dir = Path(cfg["output_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    started = time.perf_counter()
-    data = prepare_data(cfg)
-    pretrained = pretrained_model(cfg, data, run_dir, resume=resume)
-    models: dict[str, nn.Module] = {"pretrained": pretrained}
-    timings: dict[str, float] = {}
-    for method in cfg["adapt"]["methods"]:
-        path = run_dir / "models" / f"{method}.pt"
-        if resume and path.is_file():
-            logger.info("%s: already trained, loading %s", method, path)
-            models[method] = load_adapted(cfg, method, pretrained, data)
-            continue
-        start = time.perf_counter()
-        model, module = _method_model(method, cfg, pretrained, data)
-        a = cfg["adapt"]
-        _fit(
-            module,
-            data,
-            cfg,
-            run_dir / "checkpoints" / method,
-            a["epochs"],
-            a["batch_size"],
-            resume,
-        )
-        timings[method] = time.perf_counter() - start
-        save_checkpoint(path, model.state_dict(), metadata={"method": method})
-        models[method] = model.eval()
-    evaluation = evaluate_models(models, pretrained, data, cfg)
-    results = {
-        "config": cfg,
-        "data": {
-            "name": data.name,
-            "train": len(data.train),
-            "val": len(data.val),
-            "test": len(data.test),
-            "image_shape": list(data.train.image_shape),
-        },
-        "group": str(parse_group(cfg["adapt"]["group"])),
-        "device": str(_device(cfg)),
-        "train_seconds": timings,
-        "total_seconds": time.perf_counter() - started,
-        "methods": evaluation,
+    rank_zero = is_rank_zero()
+    with RunLock(run_dir, "equify adapt"):
+        started = time.perf_counter()
+        data = prepare_data(cfg)
+        _check_trainer(cfg)
+        if rank_zero and not resume:
+            if overwrite:
+                clear_run(run_dir)
+            else:
+                _refuse_other_run(cfg, run_dir, None, "a fresh `equify adapt` here")
+                _refuse_other_pretrained(cfg, data, run_dir)
+        if rank_zero:
+            save_config(cfg, run_dir / "config.yaml")
+        pretrained = pretrained_model(cfg, data, run_dir, resume=resume)
+        models: dict[str, nn.Module] = {"pretrained": pretrained}
+        timings: dict[str, float] = {}
+        for method in cfg["adapt"]["methods"]:
+            path = run_dir / "models" / f"{method}.pt"
+            if resume and path.is_file():
+                logger.info("%s: already trained, loading %s", method, path)
+                models[method] = load_method_model(cfg, method, pretrained, data)
+                continue
+            start = time.perf_counter()
+            model, module = _method_model(method, cfg, pretrained, data)
+            a = cfg["adapt"]
+            _fit(
+                module,
+                data,
+                cfg,
+                run_dir / "checkpoints" / method,
+                a["epochs"],
+                a["batch_size"],
+                resume,
+            )
+            timings[method] = time.perf_counter() - start
+            if rank_zero:
+                save_checkpoint(path, model.state_dict(), metadata=_model_metadata(method, data))
+            models[method] = model.eval()
+        if not rank_zero:
+            return None  # rank 0 evaluates on the full test set and writes the report
+        evaluation = evaluate_models(models, pretrained, data, cfg)
+        results = {
+            "config": cfg,
+            "data": {
+                "name": data.name,
+                "train": len(data.train),
+                "val": len(data.val),
+                "test": len(data.test),
+                "image_shape": list(data.train.image_shape),
+            },
+            "group": str(parse_group(cfg["adapt"]["group"])),
+            "device": str(_device(cfg)),
+            "train_seconds": timings,
+            "total_seconds": time.perf_counter() - started,
+            "methods": evaluation,
+        }
+        write_report(results, models, data, run_dir)
+        return results
+
+
+def _model_metadata(method: str, data: DataBundle) -> dict[str, Any]:
+    """What ``equify.load_adapted`` needs to rebuild a model without loading the data."""
+    return {
+        "method": method,
+        "data": data.name,
+        "in_channels": data.in_channels,
+        "num_classes": data.num_classes,
+        "image_shape": list(data.train.image_shape),
     }
-    write_report(results, models, data, run_dir)
-    return results
 
 
 def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -494,33 +819,36 @@ def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     from equify.training.report import write_report
 
     run_dir = Path(cfg["output_dir"])
-    data = prepare_data(cfg)
-    if not (run_dir / "pretrained.pt").is_file() and cfg["model"]["checkpoint"] is None:
-        raise FileNotFoundError(
-            f"no pretrained model in {run_dir}: run `equify adapt` (or `equify pretrain`) first"
-        )
-    if cfg["model"]["checkpoint"] is None:
-        saved = read_checkpoint(run_dir / "pretrained.pt").metadata.get("fingerprint")
-        if saved != _pretrain_fingerprint(cfg, data):
-            raise ValueError(
-                f"the pretrained model in {run_dir} was trained with other settings than this "
-                "configuration (model, data, seed or pretraining): evaluate with the run's own "
-                "config.yaml, or run `equify adapt` again"
+    with RunLock(run_dir, "equify evaluate"):
+        data = prepare_data(cfg)
+        if not (run_dir / "pretrained.pt").is_file() and cfg["model"]["checkpoint"] is None:
+            raise FileNotFoundError(
+                f"no pretrained model in {run_dir}: run `equify adapt` (or `equify pretrain`) first"
             )
-    pretrained = pretrained_model(cfg, data, run_dir)
-    models: dict[str, nn.Module] = {"pretrained": pretrained}
-    for method in cfg["adapt"]["methods"]:
-        path = run_dir / "models" / f"{method}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"no adapted model for {method!r} at {path}: run adapt first")
-        models[method] = load_adapted(cfg, method, pretrained, data)
-    evaluation = evaluate_models(models, pretrained, data, cfg)
-    results = {
-        "config": cfg,
-        "data": {"name": data.name, "test": len(data.test)},
-        "group": str(parse_group(cfg["adapt"]["group"])),
-        "device": str(_device(cfg)),
-        "methods": evaluation,
-    }
-    write_report(results, models, data, run_dir)
-    return results
+        if cfg["model"]["checkpoint"] is None:
+            saved = read_checkpoint(run_dir / "pretrained.pt").metadata.get("fingerprint")
+            if saved != _pretrain_fingerprint(cfg, data):
+                raise ValueError(
+                    f"the pretrained model in {run_dir} was trained with other settings than "
+                    "this configuration (model, data, seed or pretraining): evaluate with the "
+                    "run's own config.yaml, or run `equify adapt` again"
+                )
+        pretrained = pretrained_model(cfg, data, run_dir)
+        models: dict[str, nn.Module] = {"pretrained": pretrained}
+        for method in cfg["adapt"]["methods"]:
+            path = run_dir / "models" / f"{method}.pt"
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"no adapted model for {method!r} at {path}: run adapt first"
+                )
+            models[method] = load_method_model(cfg, method, pretrained, data)
+        evaluation = evaluate_models(models, pretrained, data, cfg)
+        results = {
+            "config": cfg,
+            "data": {"name": data.name, "test": len(data.test)},
+            "group": str(parse_group(cfg["adapt"]["group"])),
+            "device": str(_device(cfg)),
+            "methods": evaluation,
+        }
+        write_report(results, models, data, run_dir)
+        return results
