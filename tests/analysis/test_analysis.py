@@ -137,3 +137,29 @@ def test_measure_cost_side_by_side():
     assert set(report.to_dict()) >= {"time_ratio", "extra_params_fraction"}
     with pytest.raises(ValueError, match="repeats"):
         measure_cost(wrapped, bare, torch.rand(2, 1, 8, 8), repeats=0)
+
+
+def test_evaluate_orbits_shares_passes_and_keeps_the_numbers():
+    from equify.analysis import evaluate_orbits
+
+    class Counting(BrightestQuadrant):
+        calls = 0
+
+        def forward(self, x):
+            Counting.calls += 1
+            # a score that depends on sub-pixel values, so that any change of input would show
+            return super().forward(x) + 1e-3 * x.flatten(1)[:, :4] * torch.arange(4)
+
+    data = quadrant_data(30)
+    model = Counting()
+    sets = [[0.0], "C8", list(range(0, 360, 15)), "D4"]
+    separate = []
+    for spec in sets:
+        separate.append(evaluate_orbit(model, data, spec, batch_size=30))
+    calls_separate, Counting.calls = Counting.calls, 0
+    shared = evaluate_orbits(model, data, sets, batch_size=30)
+    assert [s.accuracy for s in shared] == [s.accuracy for s in separate]
+    assert [s.names for s in shared] == [s.names for s in separate]
+    assert calls_separate == 1 + 8 + 24 + 8
+    # identity, 45°-steps of C8 within the 15° sweep, and D4's rotations are shared
+    assert Counting.calls == 24 + 4

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from equify.analysis import evaluate_orbit, invariance_error, measure_cost
+from equify.analysis import evaluate_orbits, invariance_error, measure_cost
 from equify.canonicalization import (
     CanonicalizationResult,
     ContinuousCanonicalizer,
@@ -365,14 +365,16 @@ def _pretrain_fingerprint(cfg: dict[str, Any], data: DataBundle) -> dict[str, An
     fingerprint = {
         "architecture": m["architecture"],
         "kwargs": {"in_channels": data.in_channels, "num_classes": data.num_classes, **m["kwargs"]},
-        "data": {
-            k: d[k] for k in ("name", "size", "fit", "normalize", "test_fraction", "val_fraction")
-        },
+        "data": {k: d[k] for k in ("name", "size", "normalize", "test_fraction", "val_fraction")},
         "max_train": d["max_train"],
-        "max_val": d["max_val"],
         "seed": cfg["seed"],
         "pretrain": cfg["pretrain"],
     }
+    # keys added later enter only when set, so that runs made before them still match
+    if d["fit"] != "pad":
+        fingerprint["data"]["fit"] = d["fit"]
+    if d["max_val"] is not None:
+        fingerprint["max_val"] = d["max_val"]
     return json.loads(json.dumps(fingerprint, default=str))
 
 
@@ -659,9 +661,9 @@ def evaluate_models(
     out: dict[str, Any] = {}
     for name, model in models.items():
         model = model.to(device).eval()
-        upright = evaluate_orbit(model, test, [0.0], e["batch_size"]).accuracy[0]
-        orbit = evaluate_orbit(model, test, orbit_set, e["batch_size"])
-        curve = evaluate_orbit(model, test, angles, e["batch_size"])
+        # one pass per distinct transformation: upright, the orbit and the sweep share theirs
+        up, orbit, curve = evaluate_orbits(model, test, [[0.0], orbit_set, angles], e["batch_size"])
+        upright = up.accuracy[0]
         entry: dict[str, Any] = {
             "upright_accuracy": upright,
             "orbit": orbit.to_dict(),
