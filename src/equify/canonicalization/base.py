@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
+from equify._state import DetachedLastResult
 from equify.actions import Action
 from equify.groups import ContinuousGroup, FiniteGroup, Group
 
@@ -292,22 +292,6 @@ def _zero_like(result: CanonicalizationResult) -> torch.Tensor:
         if isinstance(t, torch.Tensor) and t.is_floating_point():
             return t.sum() * 0
     return torch.zeros((), device=result.elements.device)
-
-
-class DetachedLastResult(nn.Module):
-    """Mixin: ``copy.deepcopy`` and pickling keep ``last_result`` without its autograd graph.
-
-    A non-leaf tensor cannot be deep-copied, and a graph has no business in a checkpoint, so a
-    module that remembers its last :class:`CanonicalizationResult` stores a detached copy in its
-    pickled state; the live module keeps the graph for ``prior_loss()``.
-    """
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        if getattr(state.get("last_result"), "detach", None) is not None:
-            state = dict(state)
-            state["last_result"] = state["last_result"].detach()
-        return state
 
 
 class Canonicalizer(DetachedLastResult, ABC):

@@ -1,0 +1,282 @@
+"""Frame averaging for point clouds (Puny et al., ICLR 2022): exact O(d)/SO(d) symmetrization
+with a handful of predictor passes instead of a whole group.
+
+For a cloud ``X`` ``(N, d)`` with centroid ``c`` and covariance ``C = (X - c)ᵀ(X - c) / N``,
+the eigenvectors ``V`` of ``C`` (columns, eigenvalues in decreasing order) are defined up to the
+sign of each column: the frame is the set ``F(X) = {V·diag(s) : s ∈ {±1}^d}`` (``2^d``
+elements for O(d); the half with determinant +1 for SO(d)). It moves with the cloud,
+``F(Q·X + t) = Q·F(X)``, so
+
+    ``Φ(X) = 1/|F| Σ_{R ∈ F(X)} ρ(R) · M(Rᵀ·(X - c))``   (``+ c`` for predicted positions)
+
+is invariant (``ρ = 1``) or equivariant (``ρ(R) y = R·y`` for vectors) for any predictor ``M``,
+and invariant to translations.
+
+Convention:
+    Points are rows: ``apply(X, Q) = X @ Qᵀ`` (:class:`~equify.actions.PointAction`). The frame
+    is computed in float64.
+
+Degenerate spectra: when two eigenvalues coincide (a symmetric cloud: a square, a regular
+polygon, a sphere-like cloud), the eigenvectors of that eigenspace are not defined by the cloud
+and the frame is not equivariant. Such samples are flagged (``result.extras["degenerate"]``) and,
+for a two-fold eigenspace, the frame is widened by ``degenerate_rotations`` equally spaced
+rotations inside that plane, which makes the average approximately invariant there (the residual
+is measured in the tests); a three-fold (isotropic) spectrum in 3-D is flagged only. A cloud
+with one zero eigenvalue (planar in 3-D) is not degenerate as long as the other two differ.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from equify._state import DetachedLastResult
+from equify.groups import O2, O3, SO2, SO3, ContinuousGroup, Group
+from equify.groups import group as parse_group
+from equify.symmetrization.base import SymmetrizationResult
+
+__all__ = ["OUTPUTS", "FrameAveraging", "pca_frames"]
+
+#: How the predictor's output transforms: not at all, as vectors, or as positions.
+OUTPUTS = ("invariant", "vectors", "positions")
+
+
+def _sign_patterns(d: int, device: torch.device) -> torch.Tensor:
+    """``(2^d, d)`` float64 sign vectors."""
+    return torch.tensor(
+        list(itertools.product((1.0, -1.0), repeat=d)), dtype=torch.float64, device=device
+    )
+
+
+def pca_frames(
+    x: torch.Tensor,
+    group: ContinuousGroup,
+    translation: bool = True,
+    degenerate_tol: float = 1e-6,
+    degenerate_rotations: int = 8,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The PCA frames of point clouds.
+
+    Args:
+        x: ``(B, N, d)`` points.
+        group: ``O2()``, ``SO2()``, ``O3()`` or ``SO3()`` (``d`` must match).
+        translation: centre the clouds (frames for E(d)/SE(d)); otherwise ``c = 0``.
+        degenerate_tol: eigenvalues closer than ``degenerate_tol · λ_max`` count as equal.
+        degenerate_rotations: in-plane rotations added for a two-fold degenerate eigenspace.
+
+    Returns:
+        ``frames`` ``(B, K, d, d)`` float64 orthogonal matrices (columns are the axes),
+        ``centroid`` ``(B, d)`` float64, ``degenerate`` ``(B,)`` bool. ``K = 2^d`` (O(d)) or
+        ``2^(d-1)`` (SO(d)), times ``degenerate_rotations`` where the spectrum is degenerate
+        (every sample gets the same ``K``: non-degenerate ones repeat their frame, which leaves
+        the average unchanged).
+    """
+    B, _, d = x.shape
+    pts = x.detach().double()
+    c = pts.mean(1) if translation else pts.new_zeros(B, d)
+    xc = pts - c[:, None]
+    cov = xc.transpose(1, 2) @ xc / max(x.shape[1], 1)
+    evals, evecs = torch.linalg.eigh(cov)  # ascending
+    evals, evecs = evals.flip(-1), evecs.flip(-1)  # decreasing
+    scale = evals[:, :1].abs().clamp_min(torch.finfo(torch.float64).tiny)
+    gaps = (evals[:, :-1] - evals[:, 1:]) <= degenerate_tol * scale  # (B, d-1)
+    degenerate = gaps.any(dim=1)
+    signs = _sign_patterns(d, x.device)  # (S, d)
+    frames = evecs[:, None] * signs[None, :, None, :]  # (B, S, d, d): columns scaled
+    if not group.has_reflections:
+        det = torch.linalg.det(frames)  # (B, S): ±1
+        keep = det > 0  # exactly half of the patterns per sample
+        frames = frames[keep].view(B, signs.shape[0] // 2, d, d)
+    m = int(degenerate_rotations)
+    if m > 1 and bool(degenerate.any()):
+        frames = _widen(frames, gaps, degenerate, m)
+    return frames, c, degenerate
+
+
+def _widen(frames: torch.Tensor, gaps: torch.Tensor, degenerate: torch.Tensor, m: int):
+    """Rotate the columns of a two-fold degenerate eigenspace by ``2πk/m`` (k < m)."""
+    B, K, d, _ = frames.shape
+    out = frames[:, :, None].expand(B, K, m, d, d).clone()
+    angles = torch.arange(m, dtype=torch.float64, device=frames.device) * (2 * math.pi / m)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    for b in degenerate.nonzero().flatten().tolist():
+        pairs = gaps[b].nonzero().flatten().tolist()
+        if len(pairs) != 1:
+            continue  # an isotropic spectrum: flagged, not widened
+        i = pairs[0]
+        a, bvec = frames[b, :, :, i], frames[b, :, :, i + 1]  # (K, d) columns
+        out[b, :, :, :, i] = cos[None, :, None] * a[:, None] + sin[None, :, None] * bvec[:, None]
+        out[b, :, :, :, i + 1] = (
+            -sin[None, :, None] * a[:, None] + cos[None, :, None] * bvec[:, None]
+        )
+    return out.reshape(B, K * m, d, d)
+
+
+class FrameAveraging(DetachedLastResult):
+    """Frame averaging of any point-cloud model over O(d)/SO(d) (and translations).
+
+    Args:
+        predictor: the unchanged model, ``(B, N, d)`` points -> its output.
+        group: ``"O3"`` (default), ``"SO3"``, ``"O2"``, ``"SO2"`` or a group value.
+        output: ``"invariant"`` (logits, scalars), ``"vectors"`` (``(B, d)`` or ``(B, M, d)``,
+            rotated back by the frame) or ``"positions"`` (vectors, plus the centroid).
+        translation: centre the clouds (invariance to translations).
+        stochastic: in training mode, use one random frame element per sample and step
+            (stochastic frame averaging): one predictor pass instead of ``|F|``.
+        chunk_size: frame elements per predictor call (None: all at once).
+        degenerate_tol, degenerate_rotations: the degenerate-spectrum rule (module docstring).
+
+    Shapes:
+        input ``(B, N, d)`` floating, any ``N >= 1``; the output has the predictor's shape.
+    """
+
+    def __init__(
+        self,
+        predictor: nn.Module,
+        group: Group | str = "O3",
+        output: str = "invariant",
+        translation: bool = True,
+        stochastic: bool = False,
+        chunk_size: int | None = None,
+        degenerate_tol: float = 1e-6,
+        degenerate_rotations: int = 8,
+    ) -> None:
+        super().__init__()
+        if not callable(predictor):
+            raise TypeError(f"predictor must be an nn.Module or callable, got {predictor!r}")
+        g = parse_group(group)
+        if not isinstance(g, (O2, SO2, O3, SO3)):
+            raise ValueError(
+                f"FrameAveraging handles O2, SO2, O3 and SO3 on point clouds, got {g!r}; for "
+                "C<n>/D<n> on images use GroupAveraging"
+            )
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
+        if not (isinstance(degenerate_rotations, int) and degenerate_rotations >= 1):
+            raise ValueError(
+                f"degenerate_rotations must be an int >= 1, got {degenerate_rotations!r}"
+            )
+        self.predictor = predictor
+        self.group = g
+        self.output = output
+        self.translation = bool(translation)
+        self.stochastic = bool(stochastic)
+        self.chunk_size = chunk_size
+        self.degenerate_tol = float(degenerate_tol)
+        self.degenerate_rotations = degenerate_rotations
+        self.last_result: SymmetrizationResult | None = None
+
+    def validate_input(self, x: object) -> torch.Tensor:
+        d = self.group.dim
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"expected points as a torch.Tensor (B, N, {d}), got {type(x).__name__}"
+            )
+        if x.dim() != 3 or x.shape[-1] != d or x.shape[1] < 1:
+            raise ValueError(f"expected points of shape (B, N >= 1, {d}), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"expected floating points, got dtype {x.dtype}")
+        return x
+
+    def _map_back(self, y: torch.Tensor, r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.output == "invariant":
+            return y
+        d = self.group.dim
+        if y.shape[-1] != d or y.dim() not in (2, 3):
+            raise ValueError(
+                f"output={self.output!r} needs predictor outputs (B, {d}) or (B, M, {d}), got "
+                f"{tuple(y.shape)}"
+            )
+        rt = r.to(y.dtype)
+        out = (y.unsqueeze(1) if y.dim() == 2 else y) @ rt.transpose(-1, -2)
+        if self.output == "positions":
+            out = out + c.to(y.dtype)[:, None]
+        return out if y.dim() == 3 else out.squeeze(1)
+
+    def _run(self, x: torch.Tensor, frames: torch.Tensor, c: torch.Tensor, k: int) -> torch.Tensor:
+        """Predictor output for frame ``k`` of every sample, mapped back: ``(B, ...)``."""
+        r = frames[:, k]
+        view = (x - c.to(x.dtype)[:, None]) @ r.to(x.dtype)  # rows: Rᵀ(x - c)
+        y = self.predictor(view)
+        if not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                "the predictor must return a tensor with one output per cloud, got "
+                f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}"
+            )
+        return self._map_back(y, r, c)
+
+    def forward_with_result(self, x: torch.Tensor) -> tuple[torch.Tensor, SymmetrizationResult]:
+        """Explicit form: ``(Φ(x), result)``."""
+        x = self.validate_input(x)
+        frames, c, degenerate = pca_frames(
+            x, self.group, self.translation, self.degenerate_tol, self.degenerate_rotations
+        )
+        B, K = frames.shape[:2]
+        if self.training and self.stochastic:
+            pick = torch.randint(K, (B,), device=x.device)
+            chosen = frames[torch.arange(B, device=x.device), pick][:, None]
+            y = self._run(x, chosen, c, 0)
+            weights = torch.zeros(B, K, dtype=torch.float64, device=x.device)
+            weights[torch.arange(B, device=x.device), pick] = 1.0
+            passes = 1.0
+        else:
+            y = self._average(x, frames, c)
+            weights = torch.full((B, K), 1.0 / K, dtype=torch.float64, device=x.device)
+            passes = float(K)
+        return y, SymmetrizationResult(
+            None, weights, passes=passes, extras={"degenerate": degenerate, "frames": frames}
+        )
+
+    def _average(self, x: torch.Tensor, frames: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        B, K = frames.shape[:2]
+        size = self.chunk_size or K
+        total = None
+        for start in range(0, K, size):
+            ks = range(start, min(start + size, K))
+            # one batched predictor call for this chunk of frame elements
+            rs = frames[:, list(ks)]  # (B, k, d, d)
+            xc = (x - c.to(x.dtype)[:, None])[:, None]  # (B, 1, N, d)
+            views = (xc @ rs.to(x.dtype)).transpose(0, 1).reshape(-1, *x.shape[1:])
+            y = self.predictor(views)
+            if not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[0] != len(ks) * B:
+                raise ValueError(
+                    "the predictor must return a tensor with one output per cloud, got "
+                    f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__} "
+                    f"for {len(ks) * B} clouds"
+                )
+            y = y.reshape(len(ks), B, *y.shape[1:])
+            part = sum(self._map_back(y[i], frames[:, k], c) for i, k in enumerate(ks))
+            total = part if total is None else total + part
+        return total / K
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, result = self.forward_with_result(x)
+        self.last_result = result
+        return y
+
+    def aux_loss(self, result: SymmetrizationResult | None = None) -> torch.Tensor:
+        """Frame averaging has no extra loss: 0."""
+        return torch.zeros(())
+
+    def diagnostics(self, result: SymmetrizationResult | None = None) -> dict[str, Any]:
+        """Frames per input, predictor passes, degenerate samples (JSON-ready)."""
+        r = result if result is not None else self.last_result
+        if r is None:
+            raise RuntimeError("diagnostics() needs a forward call first, or pass result=")
+        out = r.summary()
+        out["degenerate_samples"] = int(r.extras["degenerate"].sum())
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"group={self.group}, output={self.output!r}, translation={self.translation}, "
+            f"stochastic={self.stochastic}, chunk_size={self.chunk_size}"
+        )
