@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name == "adapt":
             p.add_argument("--group", help="group: C4, C8, D4, SO2, ...")
+        if name in ("adapt", "evaluate"):
+            p.add_argument(
+                "--zero-shot",
+                action="store_true",
+                help="also evaluate the pretrained model wrapped by equitune and equizero, "
+                "untrained (evaluate.zero_shot)",
+            )
         if name in ("adapt", "pretrain"):
             section = "adapt" if name == "adapt" else "pretrain"
             p.add_argument("--epochs", type=int, help=f"training epochs ({section}.epochs)")
@@ -104,6 +111,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     out = [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in pairs if v is not None]
     if args.quiet:
         out.append("trainer.progress_bar=false")
+    if getattr(args, "zero_shot", False):
+        out.append("evaluate.zero_shot=true")
     return out + list(args.overrides)
 
 

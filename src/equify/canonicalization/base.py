@@ -250,6 +250,10 @@ class CanonicalizationResult:
             refl = torch.linalg.det(self.elements.detach().double()) < 0
         return float(refl.double().mean()) if self.batch_size else math.nan
 
+    def step_metrics(self) -> dict[str, float]:
+        """Cheap per-batch numbers to log while training: the identity fraction."""
+        return {"identity_fraction": self.identity_fraction()} if self.batch_size else {}
+
     def summary(self) -> dict[str, Any]:
         """Diagnostics as plain Python values (JSON-ready)."""
         out: dict[str, Any] = {

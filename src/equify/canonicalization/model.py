@@ -172,6 +172,10 @@ class EquivariantModel(DetachedLastResult):
         """The canonicalizer's prior on ``result`` (default: the last forward call's)."""
         return self.canonicalizer.prior_loss(result if result is not None else self.last_result)
 
+    def aux_loss(self, result: CanonicalizationResult | None = None) -> torch.Tensor:
+        """The wrapper protocol's extra loss: :meth:`prior_loss`."""
+        return self.prior_loss(result)
+
     def diagnostics(self, result: CanonicalizationResult | None = None) -> dict:
         """Identity fraction, element histogram, angles of the last (or given) batch."""
         return self.canonicalizer.diagnostics(result if result is not None else self.last_result)

@@ -96,6 +96,12 @@ class SymmetrizationResult:
             return tied
         return torch.zeros(self.batch_size, dtype=torch.bool, device=self.weights.device)
 
+    def step_metrics(self) -> dict[str, float]:
+        """Cheap per-batch numbers to log while training: the mean largest weight."""
+        if not self.batch_size:
+            return {}
+        return {"max_weight": float(self.weights.detach().amax(1).double().mean())}
+
     def summary(self) -> dict[str, Any]:
         """Diagnostics as plain Python values (JSON-ready)."""
         w = self.weights.detach().double()

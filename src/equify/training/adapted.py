@@ -9,7 +9,8 @@ from torch import nn
 
 from equify.canonicalization import EquivariantModel
 from equify.models import load_model, read_checkpoint
-from equify.training.config import METHODS, load_config
+from equify.training.config import load_config
+from equify.training.methods import method_names
 from equify.training.module import Normalized
 
 __all__ = ["load_adapted"]
@@ -47,8 +48,8 @@ def load_adapted(
     from equify.training.runner import _load_pretrained, _method_model, prepare_data
 
     run = Path(run_dir)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if method not in method_names():
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(method_names())}")
     config = run / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(

@@ -20,8 +20,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from equify.training.methods import get_method, method_names
+
 __all__ = [
     "DEFAULTS",
+    "DEFAULT_METHODS",
     "METHODS",
     "apply_overrides",
     "load_config",
@@ -30,15 +33,19 @@ __all__ = [
     "validate_config",
 ]
 
-#: The adaptation methods (the papers' baselines): fine-tuning on upright data, fine-tuning with
-#: group augmentation, learned canonicalization without and with the prior.
-METHODS = ("vanilla", "augment", "canon", "canon-prior")
+#: The default methods (the papers' baselines): fine-tuning on upright data, fine-tuning with
+#: group augmentation, learned canonicalization without and with the prior. Every registered
+#: method (``equify.training.methods.method_names()``) can be named in ``adapt.methods``.
+DEFAULT_METHODS = ("vanilla", "augment", "canon", "canon-prior")
+#: The methods registered when this module was imported (``method_names()`` is always current).
+METHODS = method_names()
 #: "auto": discrete for C<n>/D<n>, continuous for SO2/O2.
 CANONICALIZERS = ("auto", "discrete", "optimization", "continuous")
 PRIORS = ("identity", "data")
 #: What adaptation does with the predictor's BatchNorm statistics: keep the pretrained ones
 #: ("frozen") or re-estimate them on the adaptation batches ("update").
 NORM_STATS = ("frozen", "update")
+
 #: How ``data.size`` is reached: zero-padding (never rescales) or a bilinear resize.
 FITS = ("pad", "resize")
 #: Keys that must be true booleans (YAML ``true``/``false``), not strings or numbers.
@@ -47,6 +54,7 @@ BOOLEAN_KEYS = (
     ("adapt", "freeze_predictor"),
     ("trainer", "progress_bar"),
     ("trainer", "deterministic"),
+    ("evaluate", "zero_shot"),
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -76,7 +84,7 @@ DEFAULTS: dict[str, Any] = {
         "lr": 2e-3,
     },
     "adapt": {
-        "methods": list(METHODS),
+        "methods": list(DEFAULT_METHODS),
         "group": "C4",
         "canonicalizer": "auto",
         "prior": "identity",
@@ -94,6 +102,8 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 500,
         "invariance_images": 64,
         "timing_batch": 64,
+        # also evaluate the pretrained model wrapped by equitune and equizero, untrained
+        "zero_shot": False,
     },
     "trainer": {
         "accelerator": "auto",
@@ -231,8 +241,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(methods, list) or not methods:
         raise ValueError(f"adapt.methods must be a non-empty list, got {methods!r}")
     for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r} in adapt.methods; valid: {', '.join(METHODS)}")
+        if m not in method_names():
+            valid = ", ".join(method_names())
+            raise ValueError(f"unknown method {m!r} in adapt.methods; valid: {valid}")
     repeated = sorted({m for m in methods if methods.count(m) > 1})
     if repeated:
         raise ValueError(f"adapt.methods lists {', '.join(repeated)} more than once: {methods!r}")
@@ -254,6 +265,13 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             f"unknown canonicalizer {a['canonicalizer']!r}; valid: {', '.join(CANONICALIZERS)}"
         )
     _check_canonicalizer_group(a["canonicalizer"], g)
+    for m in methods:
+        get_method(m).check(config)
+    if config["evaluate"]["zero_shot"] is True and not isinstance(g, FiniteGroup):
+        raise ValueError(
+            f"evaluate.zero_shot wraps the pretrained model by equitune and equizero over a "
+            f"finite group (C<n> or D<n>), got adapt.group {g}"
+        )
     if a["prior"] == "data" and not isinstance(g, FiniteGroup):
         raise ValueError("adapt.prior=data needs a finite group (C<n> or D<n>)")
     if a["norm_stats"] not in NORM_STATS:

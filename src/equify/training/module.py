@@ -1,10 +1,14 @@
 """The Lightning module that pretrains, fine-tunes or adapts a classifier.
 
 One module serves every method: the model is either a plain predictor (pretraining, vanilla and
-augmented fine-tuning) or an :class:`~equify.canonicalization.EquivariantModel` (learned
-canonicalization, with or without prior). Multi-GPU or multi-node training is a Trainer flag
-(``devices``, ``strategy="ddp"``, ``num_nodes``): the canonicalizer is used through its explicit,
-stateless form here, so it is safe under any strategy.
+augmented fine-tuning) or a *wrapper* around one — an
+:class:`~equify.canonicalization.EquivariantModel` (canonicalization) or a
+:class:`~equify.symmetrization.Symmetrizer` — recognised by its protocol: a ``predictor``
+attribute, ``forward_with_result(x) -> (logits, result)``, ``aux_loss(result)`` (the prior, the
+group-contrast loss, 0) and ``result.step_metrics()`` (cheap per-batch diagnostics to log). The
+module knows no method by name. Multi-GPU or multi-node training is a Trainer flag (``devices``,
+``strategy="ddp"``, ``num_nodes``): wrappers are used through their explicit, stateless form
+here, so they are safe under any strategy.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from equify.canonicalization import EquivariantModel
 from equify.data.rotated import RotationSet
 
 try:
@@ -23,7 +26,7 @@ try:
 except ImportError as err:  # pragma: no cover - train extra missing
     raise ImportError('training needs PyTorch Lightning: pip install "equify[train]"') from err
 
-__all__ = ["ClassifierModule", "NonFiniteLossError", "Normalized"]
+__all__ = ["ClassifierModule", "NonFiniteLossError", "Normalized", "is_wrapper"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -53,14 +56,20 @@ class Normalized(nn.Module):
         return self.net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
 
 
+def is_wrapper(model: nn.Module) -> bool:
+    """True for models that wrap a predictor with the wrapper protocol (module docstring)."""
+    return all(hasattr(model, a) for a in ("predictor", "forward_with_result", "aux_loss"))
+
+
 class ClassifierModule(L.LightningModule):
     """Cross-entropy training of a classifier, optionally with augmentation and a prior.
 
     Args:
-        model: a predictor or an EquivariantModel.
+        model: a predictor, or a wrapper (see the module docstring).
         lr_model: learning rate of the predictor's parameters (0 freezes them).
-        lr_canonicalizer: learning rate of the canonicalizer (EquivariantModel only).
-        prior_weight: weight of the canonicalizer's prior loss.
+        lr_canonicalizer: learning rate of the wrapper's own parameters (the canonicalizer, the
+            λ network, the attention MLPs).
+        prior_weight: weight of the wrapper's ``aux_loss`` (the canonicalizer's prior).
         augment: a RotationSet to sample one transformation per training image from, or None.
         method: a name for logs and errors.
         freeze_norm_stats: keep the predictor's BatchNorm layers in eval mode while training, so
@@ -90,9 +99,9 @@ class ClassifierModule(L.LightningModule):
         #: set by the runner: reseeds the global RNG at every epoch start (dropout, augmentation,
         #: Gumbel noise), so that a resumed run continues exactly as an uninterrupted one
         self.seed: int | None = None
-        self.equivariant = isinstance(model, EquivariantModel)
+        self.equivariant = is_wrapper(model)
         if not self.equivariant and self.prior_weight:
-            raise ValueError("prior_weight needs an EquivariantModel")
+            raise ValueError("prior_weight needs a wrapper with an aux_loss (an EquivariantModel)")
         if self.lr_model == 0:
             for p in self._predictor().parameters():
                 p.requires_grad_(False)
@@ -127,19 +136,20 @@ class ClassifierModule(L.LightningModule):
             task = F.cross_entropy(logits, y)
             loss = task
             if stage == "train" and self.prior_weight:
-                prior = self.model.prior_loss(result)
+                prior = self.model.aux_loss(result)
                 loss = task + self.prior_weight * prior
                 self.log(
                     "train/prior", prior.detach(), on_epoch=True, on_step=False, sync_dist=True
                 )
-            self.log(
-                f"{stage}/identity_fraction",
-                result.identity_fraction(),
-                on_epoch=True,
-                on_step=False,
-                prog_bar=stage == "val",
-                sync_dist=True,
-            )
+            for name, value in result.step_metrics().items():
+                self.log(
+                    f"{stage}/{name}",
+                    value,
+                    on_epoch=True,
+                    on_step=False,
+                    prog_bar=stage == "val" and name == "identity_fraction",
+                    sync_dist=True,
+                )
         else:
             logits = self.model(x)
             loss = task = F.cross_entropy(logits, y)
@@ -170,9 +180,10 @@ class ClassifierModule(L.LightningModule):
         if predictor and self.lr_model > 0:
             groups.append({"params": predictor, "lr": self.lr_model})
         if self.equivariant:
-            canon = [p for p in self.model.canonicalizer.parameters() if p.requires_grad]
-            if canon:
-                groups.append({"params": canon, "lr": self.lr_canonicalizer})
+            own = {id(p) for p in self._predictor().parameters()}
+            rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in own]
+            if rest and self.lr_canonicalizer > 0:
+                groups.append({"params": rest, "lr": self.lr_canonicalizer})
         if not groups:
             raise ValueError(f"{self.method}: nothing to train (every learning rate is 0)")
         return torch.optim.Adam(groups)

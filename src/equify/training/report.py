@@ -37,20 +37,23 @@ def _pct(v: float | None) -> str:
 def format_table(results: dict[str, Any]) -> str:
     """The results as an aligned text table (accuracies in %)."""
     group = results["group"]
+    width = max(13, *(len(n) + 2 for n in results["methods"]))
     head = (
-        f"{'method':<13}{'upright':>9}{group + ' orbit':>12}{'worst el.':>11}{'all angles':>12}"
-        f"{'inv. err':>11}{'identity':>10}{'+params':>9}{'time x':>8}"
+        f"{'method':<{width}}{'upright':>9}{group + ' orbit':>12}{'worst el.':>11}"
+        f"{'all angles':>12}{'inv. err':>11}{'identity':>10}{'+params':>9}{'passes':>8}"
+        f"{'time x':>8}"
     )
     lines = [head, "-" * len(head)]
     for name, m in results["methods"].items():
-        canon = m.get("canonicalization", {})
+        canon = m.get("canonicalization", m.get("symmetrization", {}))
         cost = m["cost"]
+        passes = m.get("predictor_passes_per_input", 1.0)
         lines.append(
-            f"{name:<13}{_pct(m['upright_accuracy']):>9}{_pct(m['orbit']['mean']):>12}"
+            f"{name:<{width}}{_pct(m['upright_accuracy']):>9}{_pct(m['orbit']['mean']):>12}"
             f"{_pct(m['orbit']['worst']):>11}{_pct(m['angles']['mean']):>12}"
             f"{m['invariance_error']['max_abs']:>11.1e}"
             f"{_pct(canon.get('identity_fraction_upright')):>10}"
-            f"{100 * cost['extra_params_fraction']:>8.2f}%{cost['time_ratio']:>8.2f}"
+            f"{100 * cost['extra_params_fraction']:>8.2f}%{passes:>8.2f}{cost['time_ratio']:>8.2f}"
         )
     notes = []
     for name, m in results["methods"].items():

@@ -34,21 +34,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from equify.analysis import evaluate_orbits, invariance_error, measure_cost
-from equify.canonicalization import (
-    CanonicalizationResult,
-    ContinuousCanonicalizer,
-    DataDrivenPrior,
-    DiscreteCanonicalizer,
-    EquivariantModel,
-    OptimizationCanonicalizer,
-)
-from equify.data import ImageDataset, RotationSet, load_splits, stratified_split
+from equify.canonicalization import CanonicalizationResult
+from equify.data import ImageDataset, load_splits, stratified_split
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
 from equify.models import create_model, load_model, read_checkpoint, save_checkpoint
 from equify.models.checkpoint import atomic_torch_save
+from equify.symmetrization import SymmetrizationResult
 from equify.training.config import save_config
-from equify.training.module import ClassifierModule, Normalized
+from equify.training.methods import augment_rotations, build_equivariant_model, get_method
+from equify.training.module import ClassifierModule, Normalized, is_wrapper
 from equify.training.rundir import (
     RunDirectoryError,
     RunLock,
@@ -538,47 +533,6 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
     return {"path": str(path), "seconds": seconds, "model": net.eval()}
 
 
-def build_equivariant_model(
-    cfg: dict[str, Any],
-    predictor: nn.Module,
-    data: DataBundle | None,
-    with_prior: bool,
-    in_channels: int | None = None,
-) -> EquivariantModel:
-    """Wrap ``predictor`` with the configured canonicalizer (prior fitted on training data).
-
-    Without ``data`` (loading a saved model), give ``in_channels``; a data-driven prior is then
-    created empty and its distribution comes with the saved state dict.
-    """
-    a = cfg["adapt"]
-    g = parse_group(a["group"])
-    channels = data.in_channels if data is not None else in_channels
-    if channels is None:
-        raise ValueError("build_equivariant_model needs data or in_channels")
-    prior: Any = None
-    if with_prior:
-        prior = "geodesic" if not isinstance(g, FiniteGroup) else "identity"
-        if a["prior"] == "data":
-            if not isinstance(g, FiniteGroup):
-                raise ValueError("adapt.prior=data needs a finite group (C<n> or D<n>)")
-            if data is None:
-                prior = DataDrivenPrior(torch.full((g.order,), 1.0 / g.order), beta=a["beta"])
-            else:
-                loader = data.loader("train", cfg["evaluate"]["batch_size"], False, cfg["seed"])
-                prior = DataDrivenPrior.estimate(
-                    predictor, loader, g, beta=a["beta"], max_batches=20
-                )
-    torch.manual_seed(cfg["seed"])
-    kind = a["canonicalizer"]
-    if kind == "continuous" or not isinstance(g, FiniteGroup):
-        can = ContinuousCanonicalizer(g, channels, prior=prior)
-    elif kind == "optimization":
-        can = OptimizationCanonicalizer(g, channels, prior=prior)
-    else:
-        can = DiscreteCanonicalizer(g, channels, beta=a["beta"], prior=prior)
-    return EquivariantModel(predictor, can)
-
-
 def _method_model(
     method: str,
     cfg: dict[str, Any],
@@ -586,44 +540,25 @@ def _method_model(
     data: DataBundle | None,
     in_channels: int | None = None,
 ) -> tuple[nn.Module, ClassifierModule]:
-    a = cfg["adapt"]
+    """The model of ``method`` (from the registry) and the module that trains it."""
+    plugin = get_method(method)
+    plugin.check(cfg)
     # Loaded checkpoints come in eval mode: adaptation trains (and updates BatchNorm statistics).
     predictor = copy.deepcopy(pretrained).train()
-    lr_pred = 0.0 if a["freeze_predictor"] else a["lr_predictor"]
-    frozen_stats = a["norm_stats"] == "frozen"
-    if method in ("vanilla", "augment"):
-        augment = RotationSet.parse(_augment_rotations(a["group"])) if method == "augment" else None
-        module = ClassifierModule(
-            predictor,
-            lr_model=a["lr_predictor"],
-            augment=augment,
-            method=method,
-            freeze_norm_stats=frozen_stats,
-        )
-        return predictor, module
-    model = build_equivariant_model(
-        cfg, predictor, data, with_prior=method == "canon-prior", in_channels=in_channels
-    )
-    # "canon" builds its canonicalizer without a prior: prior_loss() is then only the
-    # canonicalizer's own regularizer (the group-contrast loss of the optimization
-    # canonicalizer, zero for the others), applied with weight 1.
-    weight = a["prior_weight"] if method == "canon-prior" else 1.0
+    channels = data.in_channels if data is not None else in_channels
+    if channels is None:
+        raise ValueError("_method_model needs data or in_channels")
+    setup = plugin.build(cfg, predictor, data, channels)
     module = ClassifierModule(
-        model,
-        lr_model=lr_pred,
-        lr_canonicalizer=a["lr_canonicalizer"],
-        prior_weight=weight,
+        setup.model,
+        lr_model=setup.lr_model,
+        lr_canonicalizer=setup.lr_other,
+        prior_weight=setup.aux_weight,
+        augment=setup.augment,
         method=method,
-        freeze_norm_stats=frozen_stats,
+        freeze_norm_stats=cfg["adapt"]["norm_stats"] == "frozen",
     )
-    return model, module
-
-
-def _augment_rotations(group_name: str) -> Any:
-    g = parse_group(group_name)
-    if isinstance(g, FiniteGroup):
-        return g
-    return list(range(0, 360, 15))  # SO(2)/O(2): 15° steps
+    return setup.model, module
 
 
 def load_method_model(
@@ -651,7 +586,7 @@ def evaluate_models(
     e = cfg["evaluate"]
     g = parse_group(cfg["adapt"]["group"])
     device = _device(cfg)
-    orbit_set: Any = g if isinstance(g, FiniteGroup) else _augment_rotations(cfg["adapt"]["group"])
+    orbit_set: Any = g if isinstance(g, FiniteGroup) else augment_rotations(cfg["adapt"]["group"])
     angles = list(range(0, 360, e["angles_step"]))
     test = data.test
     n_inv = min(e["invariance_images"], len(test))
@@ -672,34 +607,20 @@ def evaluate_models(
         inv_group: Group = g if isinstance(g, FiniteGroup) else parse_group("C4")
         entry["invariance_error"] = invariance_error(model, inv_images, inv_group)
         entry["invariance_group"] = str(inv_group)
-        if isinstance(model, EquivariantModel):
+        passes = 1.0
+        if is_wrapper(model):
             with torch.no_grad():
                 results = [
                     model.forward_with_result(test.images[i : i + e["batch_size"]].to(device))[1]
                     for i in range(0, len(test), e["batch_size"])
                 ]
-            res = CanonicalizationResult.concatenate(results)
-            summary = res.summary()
-            entry["canonicalization"] = {
-                "identity_fraction_upright": res.identity_fraction(),
-                "reflection_fraction_upright": res.reflection_fraction(),
-                "tied_samples_upright": summary["tied_samples"],
-                "degenerate_samples_upright": summary["degenerate_samples"],
-                "predictor_passes_per_input_upright": summary["predictor_passes_per_input"],
-            }
-            if isinstance(res.group, FiniteGroup):
-                entry["canonicalization"]["histogram_upright"] = res.histogram().tolist()
-            else:
-                # no element is exactly the identity: count frames within a small angle of it
-                angles = res.angles()
-                refl = torch.linalg.det(res.elements.detach().double().cpu()) < 0
-                near = (angles.abs() <= IDENTITY_DEGREES) & ~refl
-                entry["canonicalization"].update(
-                    identity_fraction_upright=float(near.double().mean()),
-                    identity_tolerance_deg=IDENTITY_DEGREES,
-                    angles_upright_deg=angles.tolist(),
-                    reflections_upright=refl.tolist(),
-                )
+            if isinstance(results[0], CanonicalizationResult):
+                entry["canonicalization"] = _canonicalization_summary(results)
+                passes = entry["canonicalization"]["predictor_passes_per_input_upright"]
+            elif isinstance(results[0], SymmetrizationResult):
+                entry["symmetrization"] = _symmetrization_summary(results)
+                passes = entry["symmetrization"]["predictor_passes_per_input"]
+        entry["predictor_passes_per_input"] = passes
         if model is bare:  # the pretrained model against itself: 1 by definition, not noise
             cost = measure_cost(model, bare, timing, repeats=1, warmup=0)
             cost = dataclasses.replace(cost, seconds_per_image_model=cost.seconds_per_image_bare)
@@ -708,6 +629,71 @@ def evaluate_models(
         entry["cost"] = cost.to_dict()
         out[name] = entry
     return out
+
+
+def _canonicalization_summary(results: list[CanonicalizationResult]) -> dict[str, Any]:
+    """The canonicalizers' choices on the upright test set."""
+    res = CanonicalizationResult.concatenate(results)
+    summary = res.summary()
+    out: dict[str, Any] = {
+        "identity_fraction_upright": res.identity_fraction(),
+        "reflection_fraction_upright": res.reflection_fraction(),
+        "tied_samples_upright": summary["tied_samples"],
+        "degenerate_samples_upright": summary["degenerate_samples"],
+        "predictor_passes_per_input_upright": summary["predictor_passes_per_input"],
+    }
+    if isinstance(res.group, FiniteGroup):
+        out["histogram_upright"] = res.histogram().tolist()
+    else:
+        # no element is exactly the identity: count frames within a small angle of it
+        angles = res.angles()
+        refl = torch.linalg.det(res.elements.detach().double().cpu()) < 0
+        near = (angles.abs() <= IDENTITY_DEGREES) & ~refl
+        out.update(
+            identity_fraction_upright=float(near.double().mean()),
+            identity_tolerance_deg=IDENTITY_DEGREES,
+            angles_upright_deg=angles.tolist(),
+            reflections_upright=refl.tolist(),
+        )
+    return out
+
+
+def _symmetrization_summary(results: list[SymmetrizationResult]) -> dict[str, Any]:
+    """Weights of the symmetrizers on the upright test set."""
+    n = sum(r.batch_size for r in results)
+    weights = torch.cat([r.weights.detach().cpu() for r in results])
+    top = weights.argmax(1)
+    uniform = bool(n) and float((weights.amax(1) - weights.amin(1)).max()) < 1e-12
+    return {
+        "predictor_passes_per_input": float(results[0].passes),
+        "max_weight_mean_upright": float(weights.amax(1).double().mean()) if n else math.nan,
+        "identity_weight_mean_upright": float(weights[:, 0].double().mean()) if n else math.nan,
+        # the share of inputs whose heaviest view is the upright one (none for plain averaging)
+        "identity_fraction_upright": (
+            float((top == 0).double().mean()) if n and not uniform else math.nan
+        ),
+        "tied_samples_upright": int(sum(int(r.tied().sum()) for r in results)),
+    }
+
+
+#: The untrained rows of ``evaluate.zero_shot``: the pretrained model, symmetrized as is.
+ZERO_SHOT = ("equitune-zs", "equizero-zs")
+
+
+def _zero_shot_models(cfg: dict[str, Any], pretrained: nn.Module) -> dict[str, nn.Module]:
+    """Equitune and equizero around the pretrained model, without training (the papers'
+    zero-shot setting), when ``evaluate.zero_shot`` is set."""
+    if not cfg["evaluate"]["zero_shot"]:
+        return {}
+    from equify.actions import ImageAction
+    from equify.symmetrization import EquiZero, GroupAveraging
+
+    g = cfg["adapt"]["group"]
+    views = ImageAction(padding="reflection")
+    return {
+        "equitune-zs": GroupAveraging(pretrained, g, in_action=views).eval(),
+        "equizero-zs": EquiZero(pretrained, g, in_action=views).eval(),
+    }
 
 
 def _check_trainer(cfg: dict[str, Any]) -> None:
@@ -785,6 +771,7 @@ def run_adapt(
             models[method] = model.eval()
         if not rank_zero:
             return None  # rank 0 evaluates on the full test set and writes the report
+        models.update(_zero_shot_models(cfg, pretrained))
         evaluation = evaluate_models(models, pretrained, data, cfg)
         results = {
             "config": cfg,
@@ -844,6 +831,7 @@ def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
                     f"no adapted model for {method!r} at {path}: run adapt first"
                 )
             models[method] = load_method_model(cfg, method, pretrained, data)
+        models.update(_zero_shot_models(cfg, pretrained))
         evaluation = evaluate_models(models, pretrained, data, cfg)
         results = {
             "config": cfg,

@@ -1,0 +1,96 @@
+"""Learned canonicalization without (``canon``) and with the prior (``canon-prior``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from equify.canonicalization import (
+    ContinuousCanonicalizer,
+    DataDrivenPrior,
+    DiscreteCanonicalizer,
+    EquivariantModel,
+    OptimizationCanonicalizer,
+)
+from equify.groups import FiniteGroup
+from equify.groups import group as parse_group
+from equify.training.methods.base import Method, MethodSetup, register
+
+__all__ = ["Canonicalization", "CanonicalizationWithPrior", "build_equivariant_model"]
+
+
+def build_equivariant_model(
+    cfg: dict[str, Any],
+    predictor: nn.Module,
+    data: Any | None,
+    with_prior: bool,
+    in_channels: int | None = None,
+) -> EquivariantModel:
+    """Wrap ``predictor`` with the configured canonicalizer (prior fitted on training data).
+
+    Without ``data`` (loading a saved model), give ``in_channels``; a data-driven prior is then
+    created empty and its distribution comes with the saved state dict.
+    """
+    a = cfg["adapt"]
+    g = parse_group(a["group"])
+    channels = data.in_channels if data is not None else in_channels
+    if channels is None:
+        raise ValueError("build_equivariant_model needs data or in_channels")
+    prior: Any = None
+    if with_prior:
+        prior = "geodesic" if not isinstance(g, FiniteGroup) else "identity"
+        if a["prior"] == "data":
+            if not isinstance(g, FiniteGroup):
+                raise ValueError("adapt.prior=data needs a finite group (C<n> or D<n>)")
+            if data is None:
+                prior = DataDrivenPrior(torch.full((g.order,), 1.0 / g.order), beta=a["beta"])
+            else:
+                loader = data.loader("train", cfg["evaluate"]["batch_size"], False, cfg["seed"])
+                prior = DataDrivenPrior.estimate(
+                    predictor, loader, g, beta=a["beta"], max_batches=20
+                )
+    torch.manual_seed(cfg["seed"])
+    kind = a["canonicalizer"]
+    if kind == "continuous" or not isinstance(g, FiniteGroup):
+        can = ContinuousCanonicalizer(g, channels, prior=prior)
+    elif kind == "optimization":
+        can = OptimizationCanonicalizer(g, channels, prior=prior)
+    else:
+        can = DiscreteCanonicalizer(g, channels, beta=a["beta"], prior=prior)
+    return EquivariantModel(predictor, can)
+
+
+class _Canon(Method):
+    with_prior = False
+
+    def build(self, cfg, predictor: nn.Module, data, in_channels: int) -> MethodSetup:
+        a = cfg["adapt"]
+        model = build_equivariant_model(
+            cfg, predictor, data, with_prior=self.with_prior, in_channels=in_channels
+        )
+        # "canon" builds its canonicalizer without a prior: aux_loss() is then only the
+        # canonicalizer's own regularizer (the group-contrast loss of the optimization
+        # canonicalizer, zero for the others), applied with weight 1.
+        return MethodSetup(
+            model,
+            lr_model=0.0 if a["freeze_predictor"] else a["lr_predictor"],
+            lr_other=a["lr_canonicalizer"],
+            aux_weight=a["prior_weight"] if self.with_prior else 1.0,
+        )
+
+
+@register
+class Canonicalization(_Canon):
+    name = "canon"
+    order = 2
+    summary = "learned canonicalization (Kaba et al. 2023), trained on the task loss"
+
+
+@register
+class CanonicalizationWithPrior(_Canon):
+    name = "canon-prior"
+    order = 3
+    summary = "learned canonicalization with the prior of Mondal et al. (2023)"
+    with_prior = True

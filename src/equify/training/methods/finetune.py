@@ -1,0 +1,43 @@
+"""Fine-tuning baselines: on upright data (``vanilla``), with group augmentation (``augment``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from equify.data.rotated import RotationSet
+from equify.groups import FiniteGroup
+from equify.groups import group as parse_group
+from equify.training.methods.base import Method, MethodSetup, register
+
+__all__ = ["Augmented", "Vanilla", "augment_rotations"]
+
+
+def augment_rotations(group_name: str) -> Any:
+    """The transformations of augmentation: the finite group, or 15° steps for SO(2)/O(2)."""
+    g = parse_group(group_name)
+    if isinstance(g, FiniteGroup):
+        return g
+    return list(range(0, 360, 15))
+
+
+@register
+class Vanilla(Method):
+    name = "vanilla"
+    order = 0
+    summary = "fine-tune the predictor on upright images"
+
+    def build(self, cfg, predictor: nn.Module, data, in_channels: int) -> MethodSetup:
+        return MethodSetup(predictor, lr_model=cfg["adapt"]["lr_predictor"])
+
+
+@register
+class Augmented(Method):
+    name = "augment"
+    order = 1
+    summary = "fine-tune on images transformed by random group elements"
+
+    def build(self, cfg, predictor: nn.Module, data, in_channels: int) -> MethodSetup:
+        rotations = RotationSet.parse(augment_rotations(cfg["adapt"]["group"]))
+        return MethodSetup(predictor, lr_model=cfg["adapt"]["lr_predictor"], augment=rotations)
