@@ -182,13 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # adapt.norm_stats=frozen keeps the predictor's BatchNorm layers in eval mode on purpose
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    # a resumed run keeps the earlier rows of metrics.csv itself (runner._merge_metrics)
+    warnings.filterwarnings("ignore", message=".*Previous log files in this directory.*")
     resume = bool(getattr(args, "resume", False))
     overwrite = bool(getattr(args, "overwrite", False))
     try:
-        if args.factory and not args.checkpoint:
-            raise ValueError(
-                "--factory builds the model of a checkpoint: give --checkpoint too, or drop it"
-            )
         if resume and overwrite:
             raise ValueError("--resume continues the run in --output; --overwrite replaces it")
         overrides = _overrides(args)

@@ -133,26 +133,26 @@ def test_adapt_refuses_a_directory_with_another_run_unless_overwrite(tmp_path, c
     assert load_config(out / "config.yaml")["adapt"]["group"] == "C8"
 
 
-def test_a_live_lock_stops_a_second_command_and_a_stale_one_is_taken_over(tmp_path, capsys):
+def test_a_held_lock_stops_a_second_command_and_a_dead_owner_never_blocks(tmp_path, capsys):
     out = tmp_path / "locked"
-    out.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        lock = {
-            "pid": sleeper.pid,
-            "host": os.uname().nodename,
-            "command": "equify adapt",
-            "started": time.time(),
-        }
-        (out / ".equify.lock").write_text(json.dumps(lock))
+    with RunLock(out, "equify adapt (the other one)"):
         code = main(["adapt", "--output", str(out), "--methods", "vanilla", *TINY])
         err = capsys.readouterr().err
         assert code == 2 and "in use by another equify process" in err
-        assert f"pid {sleeper.pid}" in err and not (out / "config.yaml").exists()
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    # now the owner is gone: the lock is stale
+        assert f"pid {os.getpid()}" in err and "the other one" in err
+        assert not (out / "config.yaml").exists()
+    # a lock file left by a process that died (kill -9): no flock is held on it
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sleeper.kill()
+    sleeper.wait()
+    lock = {
+        "pid": sleeper.pid,
+        "host": os.uname().nodename,
+        "command": "equify adapt",
+        "started": time.time(),
+    }
+    out.mkdir(exist_ok=True)
+    (out / ".equify.lock").write_text(json.dumps(lock))
     assert main(["adapt", "--output", str(out), "--methods", "vanilla", *TINY]) == 0
     assert not (out / ".equify.lock").exists()
 
@@ -165,7 +165,7 @@ def test_run_lock_is_exclusive_and_released(tmp_path):
     assert not (tmp_path / "x").exists()  # created for a command that wrote nothing
 
 
-def test_two_concurrent_adapts_one_waits_the_other_refuses(tmp_path):
+def test_a_second_process_is_refused_while_the_first_runs(tmp_path):
     out = tmp_path / "shared"
     cmd = [
         sys.executable,
@@ -178,23 +178,102 @@ def test_two_concurrent_adapts_one_waits_the_other_refuses(tmp_path):
         "vanilla",
         *TINY,
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for _ in range(2)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    codes = sorted(p.returncode for p in procs)
-    assert codes == [0, 2], outs
-    refused = next(o for p, o in zip(procs, outs, strict=True) if p.returncode == 2)
-    assert "in use by another equify process" in refused[1]
-    assert "fieldnames" not in refused[1]
+    # the first run trains long enough to be still running when the second one starts
+    slow = [*cmd, "--set", "pretrain.epochs=60"]
+    first = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the first run holds the directory
+            lock = out / ".equify.lock"
+            info = lock.read_text() if lock.exists() else ""
+            if f'"pid": {first.pid}' in info:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the first run never took the lock")
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        assert first.poll() is None, "the first run ended too early for this test"
+        assert second.returncode == 2, second.stderr
+        assert "in use by another equify process" in second.stderr
+        assert "fieldnames" not in second.stderr
+    finally:
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
 
 
-def test_config_differences_ignore_cosmetic_keys():
+def test_config_differences_ignore_where_it_runs_and_how_it_is_evaluated():
     a = tiny(Path("a"))
-    b = tiny(Path("b"), "trainer.progress_bar=true", "seed=3")
+    b = tiny(
+        Path("b"),
+        "trainer.progress_bar=true",
+        "evaluate.angles_step=45",
+        "seed=3",
+        "adapt.prior_weight=1",
+    )  # 1 equals the default 1.0
     assert config_differences(a, b) == ["seed: 0 -> 3"]
+
+
+def test_resume_refuses_other_settings_and_keeps_the_run(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["adapt", "--output", str(out), "--methods", "vanilla", *TINY]) == 0
+    before = (out / "config.yaml").read_text()
+    capsys.readouterr()
+    code = main(["adapt", "--output", str(out), "--resume", "--group", "C8", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "adapt.group: 'C4' -> 'C8'" in err and "--resume alone" in err
+    assert (out / "config.yaml").read_text() == before
+    saved = json.loads((out / "results.json").read_text())
+    assert main(["adapt", "--output", str(out), "--resume", "--quiet"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["train_seconds"] == saved["train_seconds"]  # kept, not {}
+
+
+def test_overwrite_removes_only_what_equify_wrote(tmp_path):
+    out = tmp_path / "proj"
+    (out / "models").mkdir(parents=True)
+    (out / "logs").mkdir()
+    (out / "models" / "mine.pt").write_text("my own model")
+    (out / "logs" / "important.log").write_text("keep me")
+    assert main(["adapt", "--output", str(out), "--methods", "vanilla", *TINY]) == 0
+    args = ["adapt", "--output", str(out), "--methods", "canon", "--group", "C8", "--overwrite"]
+    assert main([*args, *TINY]) == 0
+    assert (out / "models" / "mine.pt").read_text() == "my own model"
+    assert (out / "logs" / "important.log").read_text() == "keep me"
+    assert not (out / "models" / "vanilla.pt").exists()
+    assert not (out / "logs" / "vanilla").exists()
+
+
+def test_a_bad_checkpoint_fails_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "r"
+    code = main(
+        [
+            "adapt",
+            "--output",
+            str(out),
+            "--checkpoint",
+            str(tmp_path / "nosuch.pt"),
+            "--quiet",
+            "--data",
+            "digits",
+        ]
+    )
+    assert code == 2 and "nosuch.pt" in capsys.readouterr().err and not out.exists()
+
+
+def test_relative_paths_are_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny(tmp_path / "run", "model.checkpoint=mine.pt", "data.root=imgs")
+    assert cfg["model"]["checkpoint"] == str(tmp_path / "mine.pt")
+    assert cfg["data"]["root"] == str(tmp_path / "imgs")
+
+
+def test_evaluate_a_subset_keeps_the_other_results(run_dir):
+    before = json.loads((run_dir / "results.json").read_text())
+    assert main(["evaluate", "--output", str(run_dir), "--methods", "canon-prior", "--quiet"]) == 0
+    after = json.loads((run_dir / "results.json").read_text())
+    assert set(after["methods"]) == set(before["methods"])
+    assert after["train_seconds"] == before["train_seconds"]
+    assert after["data"]["train"] == before["data"]["train"]
 
 
 # ------------------------------------------------------------------ load what you adapted
@@ -335,7 +414,8 @@ def test_a_truncated_last_checkpoint_falls_back_to_best_or_a_fresh_start(tmp_pat
     with caplog.at_level(logging.WARNING, logger="equify.training.runner"):
         module = ClassifierModule(SmallCNN(in_channels=1, num_classes=10), lr_model=1e-3)
         _fit(module, data, cfg, ckpt, epochs=3, batch_size=256, resume=True)
-    assert "truncated or corrupt" in caplog.text and "best.ckpt" in caplog.text
+    assert "truncated or corrupt; resuming from" in caplog.text
+    assert torch.load(ckpt / "last.ckpt", weights_only=False)["epoch"] == 2
     caplog.clear()
     (ckpt / "last.ckpt").write_bytes(b"garbage")
     (ckpt / "best.ckpt").write_bytes(b"garbage")
@@ -394,7 +474,9 @@ def test_ctrl_c_exits_130_and_resume_matches_an_uninterrupted_run(tmp_path, monk
 
 def test_continuous_groups_report_angles_and_a_near_identity_fraction(tmp_path):
     out = tmp_path / "so2"
-    results = run_adapt(tiny(out, "adapt.methods=[canon-prior]", "adapt.group=SO2"))
+    results = run_adapt(tiny(out, "adapt.methods=[canon, canon-prior]", "adapt.group=SO2"))
+    for name in ("pretrained", "canon", "canon-prior"):  # every row keeps the real sweep
+        assert results["methods"][name]["angles"]["angles"] == [0.0, 90.0, 180.0, 270.0]
     canon = results["methods"]["canon-prior"]["canonicalization"]
     assert canon["identity_tolerance_deg"] == 5.0
     assert 0.0 <= canon["identity_fraction_upright"] <= 1.0

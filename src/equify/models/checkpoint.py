@@ -31,6 +31,7 @@ import os
 import pickle
 import secrets
 import stat
+import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -363,7 +364,7 @@ def read_checkpoint(path: PathLike, map_location: Any = "cpu") -> Checkpoint:
             "load it yourself with torch.load(..., weights_only=False), take its state_dict() "
             f"and pass that to load_state_dict_into. The unpickler said: {_first_line(err)}"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, struct.error) as err:
         raise ValueError(
             f"could not read {p} as a PyTorch checkpoint (corrupt or truncated file?): "
             f"{type(err).__name__}: {_first_line(err)}"

@@ -193,7 +193,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ValueError(f"{p} must hold a mapping of configuration sections, got {loaded!r}")
         config = _merge(config, loaded)
     config = apply_overrides(config, list(overrides or []))
-    return validate_config(config)
+    return validate_config(_absolute_paths(config))
+
+
+def _absolute_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """``model.checkpoint`` and ``data.root`` as absolute paths (relative ones are resolved
+    against the working directory), so that a saved run is usable from anywhere."""
+    for section, key in (("model", "checkpoint"), ("data", "root")):
+        v = config[section][key]
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+            config[section][key] = str(Path(v).expanduser().resolve())
+        elif isinstance(v, str) and v.startswith("~"):
+            config[section][key] = str(Path(v).expanduser())
+    return config
 
 
 def save_config(config: dict[str, Any], path: str | Path) -> Path:

@@ -3,7 +3,8 @@
 The run directory (``output_dir``) holds everything a run produces::
 
     config.yaml              the resolved configuration
-    pretrained.pt            the stand-in pretrained predictor (or the user's, re-saved)
+    pretrained.pt            the stand-in pretrained predictor (a user's checkpoint stays where
+                             it is: model.checkpoint, stored as an absolute path)
     checkpoints/<method>/    Lightning checkpoints: best.ckpt (by validation accuracy), last.ckpt
     models/<method>.pt       the best weights of each adapted model
     results.json, *.png      the report (see :mod:`equify.training.report`)
@@ -15,6 +16,7 @@ skips methods that already finished.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -42,7 +44,12 @@ from equify.models import create_model, load_model, read_checkpoint, save_checkp
 from equify.models.checkpoint import atomic_torch_save
 from equify.symmetrization import SymmetrizationResult
 from equify.training.config import save_config
-from equify.training.methods import augment_rotations, build_equivariant_model, get_method
+from equify.training.methods import (
+    augment_rotations,
+    build_equivariant_model,
+    get_method,
+    method_names,
+)
 from equify.training.module import ClassifierModule, Normalized, is_wrapper
 from equify.training.rundir import (
     RunDirectoryError,
@@ -114,35 +121,49 @@ class DataBundle:
     def num_classes(self) -> int:
         return self.train.num_classes
 
-    def loader(self, split: str, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    def loader(
+        self, split: str, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world: int = 1
+    ) -> DataLoader:
         """A loader of ``split``; shuffled batches come from :class:`EpochShuffle`."""
         ds = getattr(self, split)
         data = TensorDataset(ds.images, ds.labels)
         if not shuffle:
             return DataLoader(data, batch_size=batch_size, shuffle=False)
-        return DataLoader(data, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed))
+        sampler = EpochShuffle(len(ds), seed, rank=rank, world=world)
+        return DataLoader(data, batch_size=batch_size, sampler=sampler)
 
 
 class EpochShuffle(Sampler[int]):
-    """A random order of ``n`` indices that depends only on ``(seed, epoch)``.
+    """A random order of ``n`` indices that depends only on ``(seed, epoch)``; rank ``r`` of
+    ``world`` processes takes every ``world``-th index of it, starting at ``r``.
 
     Lightning calls :meth:`set_epoch` before every epoch, also after ``--resume``: a resumed
-    run sees the same batches in its remaining epochs as an uninterrupted one. (Under DDP,
-    Lightning's distributed sampler shuffles per epoch the same way.)
+    run sees the same batches in its remaining epochs as an uninterrupted one. Under DDP every
+    process draws the same permutation and keeps its own share (padded by wrapping around to
+    ``ceil(n / world)`` indices, so that every process takes the same number of steps); the
+    runner turns Lightning's own distributed sampler off.
     """
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must lie in [0, {world}), got {rank}")
         self.n, self.seed, self.epoch = int(n), int(seed), 0
+        self.rank, self.world = int(rank), int(world)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=gen).tolist())
+        perm = torch.randperm(self.n, generator=gen)
+        if self.world > 1:
+            total = len(self) * self.world
+            perm = torch.cat([perm, perm[: total - self.n]]) if total > self.n else perm
+            perm = perm[self.rank : total : self.world]
+        return iter(perm.tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return math.ceil(self.n / self.world) if self.world > 1 else self.n
 
 
 def prepare_data(cfg: dict[str, Any]) -> DataBundle:
@@ -216,6 +237,9 @@ def _trainer(cfg: dict[str, Any], ckpt_dir: Path, epochs: int, name: str) -> L.T
         logger=CSVLogger(str(ckpt_dir.parent.parent / "logs"), name=name, version=""),
         log_every_n_steps=10,
         num_sanity_val_steps=0,
+        # EpochShuffle splits the training data by rank itself, the same way on every
+        # Lightning version; every process validates on the whole validation split
+        use_distributed_sampler=False,
     )
 
 
@@ -323,7 +347,9 @@ def _fit(
     try:
         trainer.fit(
             module,
-            data.loader("train", per_rank, True, cfg["seed"]),
+            data.loader(
+                "train", per_rank, True, cfg["seed"], rank=int(trainer.global_rank), world=world
+            ),
             data.loader("val", cfg["evaluate"]["batch_size"], False, cfg["seed"]),
             ckpt_path=str(start) if start is not None else None,
         )
@@ -339,9 +365,15 @@ def _fit(
     if trainer.interrupted:  # pragma: no cover - an interrupt Lightning swallowed
         raise RunInterrupted(module.method)
     best = ckpt_dir / "best.ckpt"
-    if best.is_file():
+    if best.is_file() and _checkpoint_ok(best):
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
+    elif best.is_file():
+        logger.warning(
+            "%s: %s is truncated or corrupt: keeping the weights of the last epoch",
+            module.method,
+            best,
+        )
     # "16-true" / "bf16-true" precision leaves the parameters in half precision: evaluation,
     # saved weights and later methods work in float32.
     return module.float()
@@ -441,8 +473,13 @@ def _refuse_other_pretrained(cfg: dict[str, Any], data: DataBundle, run_dir: Pat
         )
 
 
-def _refuse_other_run(cfg: dict[str, Any], run_dir: Path, keys: set | None, what: str) -> None:
-    """Raise when ``run_dir/config.yaml`` describes a run with other settings."""
+def _refuse_other_run(
+    cfg: dict[str, Any], run_dir: Path, keys: set | None, what: str, resume_hint: bool = True
+) -> None:
+    """Raise when ``run_dir/config.yaml`` describes a run with other settings.
+
+    The ``trainer`` and ``evaluate`` sections may differ (:func:`config_differences`).
+    """
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return
@@ -457,10 +494,15 @@ def _refuse_other_run(cfg: dict[str, Any], run_dir: Path, keys: set | None, what
         diffs = config_differences(old, cfg, keys)
     if diffs:
         more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
+        hint = (
+            "continue it with its own settings (--resume alone), choose another --output, or "
+            "start afresh with --overwrite"
+            if resume_hint
+            else "choose another --output, or pass --overwrite to replace it"
+        )
         raise RunDirectoryError(
             f"{run_dir} holds another run ({'; '.join(diffs[:4])}{more}): {what} would "
-            f"overwrite it. Choose another --output, continue it with --resume, or pass "
-            f"--overwrite to replace it"
+            f"overwrite it. {hint}"
         )
 
 
@@ -491,11 +533,33 @@ def run_pretrain(
         data = data if data is not None else prepare_data(cfg)
         if overwrite:
             if is_rank_zero():
-                clear_run(run_dir, keep_pretrained=False)
+                clear_run(run_dir, _run_methods(run_dir), keep_pretrained=False)
         else:
-            _refuse_other_run(cfg, run_dir, _pretrain_keys(cfg), "pretraining here")
+            _refuse_other_run(
+                cfg, run_dir, _pretrain_keys(cfg), "pretraining here", resume_hint=False
+            )
             _refuse_other_pretrained(cfg, data, run_dir)
         return _pretrain(cfg, data, resume)
+
+
+def _run_methods(run_dir: Path) -> tuple[str, ...]:
+    """Every method name whose artefacts may lie in ``run_dir`` (saved config and registry)."""
+    names = set(method_names())
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        with contextlib.suppress(Exception):  # an unreadable config: the registry's names
+            names |= set(_yaml_methods(saved))
+    return tuple(sorted(names))
+
+
+def _yaml_methods(path: Path) -> list[str]:
+    import yaml
+
+    loaded = yaml.safe_load(path.read_text()) or {}
+    methods = (loaded.get("adapt") or {}).get("methods") or []
+    if isinstance(methods, str):
+        methods = methods.split(",")
+    return [str(m).strip() for m in methods if str(m).strip()]
 
 
 def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, Any]:
@@ -736,15 +800,21 @@ def run_adapt(
         started = time.perf_counter()
         data = prepare_data(cfg)
         _check_trainer(cfg)
-        if rank_zero and not resume:
-            if overwrite:
-                clear_run(run_dir)
+        # a user checkpoint is loaded before anything is written: a bad one leaves no trace
+        user = cfg["model"]["checkpoint"] is not None
+        pretrained = pretrained_model(cfg, data, run_dir) if user else None
+        if rank_zero:
+            if resume:
+                _refuse_other_run(cfg, run_dir, None, "resuming with these settings")
+            elif overwrite:
+                clear_run(run_dir, _run_methods(run_dir))
             else:
                 _refuse_other_run(cfg, run_dir, None, "a fresh `equify adapt` here")
                 _refuse_other_pretrained(cfg, data, run_dir)
-        if rank_zero:
             save_config(cfg, run_dir / "config.yaml")
-        pretrained = pretrained_model(cfg, data, run_dir, resume=resume)
+        if pretrained is None:
+            pretrained = pretrained_model(cfg, data, run_dir, resume=resume)
+        earlier = _read_results(run_dir) if resume else {}
         models: dict[str, nn.Module] = {"pretrained": pretrained}
         timings: dict[str, float] = {}
         for method in cfg["adapt"]["methods"]:
@@ -784,12 +854,22 @@ def run_adapt(
             },
             "group": str(parse_group(cfg["adapt"]["group"])),
             "device": str(_device(cfg)),
-            "train_seconds": timings,
+            # a resumed run keeps the training times of the methods it did not train again
+            "train_seconds": {**earlier.get("train_seconds", {}), **timings},
             "total_seconds": time.perf_counter() - started,
             "methods": evaluation,
         }
         write_report(results, models, data, run_dir)
         return results
+
+
+def _read_results(run_dir: Path) -> dict[str, Any]:
+    """The run's ``results.json``, or ``{}`` when there is none (or it is unreadable)."""
+    try:
+        loaded = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _model_metadata(method: str, data: DataBundle) -> dict[str, Any]:
@@ -833,12 +913,15 @@ def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
             models[method] = load_method_model(cfg, method, pretrained, data)
         models.update(_zero_shot_models(cfg, pretrained))
         evaluation = evaluate_models(models, pretrained, data, cfg)
-        results = {
-            "config": cfg,
-            "data": {"name": data.name, "test": len(data.test)},
-            "group": str(parse_group(cfg["adapt"]["group"])),
-            "device": str(_device(cfg)),
-            "methods": evaluation,
-        }
+        # merge into the run's results: methods not evaluated now and the training record stay
+        results = _read_results(run_dir)
+        results.setdefault("data", {}).update(name=data.name, test=len(data.test))
+        results.update(
+            config=results.get("config", cfg),
+            group=str(parse_group(cfg["adapt"]["group"])),
+            device=str(_device(cfg)),
+            evaluated_with=cfg["evaluate"],
+        )
+        results["methods"] = {**results.get("methods", {}), **evaluation}
         write_report(results, models, data, run_dir)
         return results
