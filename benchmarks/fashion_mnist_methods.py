@@ -1,11 +1,14 @@
-"""The four adaptation methods on the full Fashion-MNIST (60k train / 10k test).
+"""Every adaptation method on Fashion-MNIST (60k train / 10k test), with zero-shot rows.
 
-Pretrains the stand-in model (small CNN) on upright images, then runs vanilla fine-tuning,
-group-augmented fine-tuning, learned canonicalization without prior and with the identity prior,
-all through ``equify.training.run_adapt`` (the code behind ``equify adapt``), and writes each
-method's upright and orbit accuracy, invariance error and training time to JSON.
+Pretrains the stand-in model (small CNN) on upright images, then runs the configured methods
+(default: all of them — vanilla and group-augmented fine-tuning, canonicalization without and
+with the prior, equitune, λ-equitune, equizero, equiattention) and the zero-shot equitune /
+equizero rows, all through ``equify.training.run_adapt`` (the code behind ``equify adapt``), and
+writes each method's upright and orbit accuracy, invariance error, predictor passes per input,
+time per image (relative to the pretrained model) and training time to JSON.
 
     python benchmarks/fashion_mnist_methods.py [--groups C4,C8] [--root DIR] [--device auto]
+        [--methods vanilla,canon-prior,...] [--max-train N --max-test N] [--threads N]
 
 The data are read from ``--root`` (default: where Debian's dataset-fashion-mnist puts them).
 """
@@ -37,12 +40,20 @@ def main() -> None:
     parser.add_argument(
         "--norm-stats", default="frozen", help="adapt.norm_stats: frozen or update (BatchNorm)"
     )
-    parser.add_argument("--max-train", type=int, default=None, help="fewer images, for a smoke run")
+    parser.add_argument("--max-train", type=int, default=None, help="fewer training images")
+    parser.add_argument("--max-test", type=int, default=None, help="fewer test images")
+    parser.add_argument("--methods", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--runs", default="runs/fashion_mnist", help="run directories go here")
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "fashion_mnist_methods.json")
     )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from equify.training.methods import method_names
+
+    methods = args.methods or ",".join(method_names())
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -79,9 +90,12 @@ def main() -> None:
                 "trainer.progress_bar=false",
                 f"seed={args.seed}",
                 f"data.max_train={args.max_train}" if args.max_train else "data.max_train=",
+                f"data.max_test={args.max_test}" if args.max_test else "data.max_test=",
+                f"adapt.methods={methods}",
+                "evaluate.zero_shot=true",
             ],
         )
-        results = run_adapt(cfg)
+        results = run_adapt(cfg, overwrite=True)  # the benchmark owns its run directories
         if not shared.is_file():
             pretrained_dir.mkdir(parents=True, exist_ok=True)
             shared.write_bytes((run_dir / "pretrained.pt").read_bytes())
@@ -101,6 +115,9 @@ def main() -> None:
                     "identity_fraction": m.get("canonicalization", {}).get(
                         "identity_fraction_upright"
                     ),
+                    "predictor_passes_per_input": m["predictor_passes_per_input"],
+                    "time_ratio": m["cost"]["time_ratio"],
+                    "seconds_per_image": m["cost"]["seconds_per_image_model"],
                 }
                 for method, m in results["methods"].items()
             },
@@ -110,10 +127,11 @@ def main() -> None:
         out.write_text(json.dumps(summary, indent=2))
         for method, m in summary["runs"][name]["methods"].items():
             print(
-                f"{name} {method:<12} upright {100 * m['upright_accuracy']:6.2f}%  "
+                f"{name} {method:<16} upright {100 * m['upright_accuracy']:6.2f}%  "
                 f"orbit {100 * m['orbit_accuracy']:6.2f}%  "
                 f"worst {100 * m['orbit_worst_element']:6.2f}%"
                 f"  inv.err {m['invariance_error']:.1e}"
+                f"  passes {m['predictor_passes_per_input']:.2f}  time x{m['time_ratio']:.2f}"
             )
     print(f"wrote {args.out}")
 

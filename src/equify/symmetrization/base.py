@@ -148,10 +148,6 @@ class Symmetrizer(DetachedLastResult):
             ``ImageAction()``: spatial maps).
     """
 
-    #: whether the method's weights can be computed before the predictor runs (then the
-    #: weighted sum is accumulated chunk by chunk)
-    weights_first = True
-
     def __init__(
         self,
         predictor: nn.Module,

@@ -69,8 +69,6 @@ class EquiZero(Symmetrizer):
         straight_through: in training mode, use the equitune gradient (default True).
     """
 
-    weights_first = False
-
     def __init__(
         self,
         predictor: nn.Module,
