@@ -151,3 +151,53 @@ def test_float64_and_bad_input() -> None:
         FrameAveraging(PointMLP(6, 3, 2), "O3", chunk_size=0)
     with pytest.raises(ValueError, match=r"\(B, 3\) or \(B, M, 3\)"):
         FrameAveraging(PointMLP(6, 3, 2), "O3", output="vectors")(clouds(2, 6, 3))
+
+
+@pytest.mark.parametrize("group", [O2(), SO2()], ids=str)
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_planar_vectors_and_tiny_clouds(group, n) -> None:
+    x = clouds(3, n, 2)
+    vec = FrameAveraging(PointVectors(n, 2), group, output="vectors").eval()
+    assert_equivariant(
+        vec, x, group, PointAction(), PointAction(), n_samples=16, atol=1e-5, rtol=1e-5
+    )
+    inv = FrameAveraging(PointMLP(n, 2, 3), group).eval()
+    assert_equivariant(inv, x, group, PointAction(), InvariantAction(), n_samples=16)
+
+
+def test_input_gradients_flow_through_the_centroid() -> None:
+    x = clouds(2, 6, 3).double().requires_grad_(True)
+    model = FrameAveraging(PointMLP(6, 3, 2).double(), "O3").eval()
+    model(x).sum().backward()
+    # a translation-invariant output: its gradients over the points of a cloud sum to zero
+    torch.testing.assert_close(
+        x.grad.sum(1), torch.zeros(2, 3, dtype=torch.float64), atol=1e-10, rtol=0
+    )
+    pos = FrameAveraging(PointVectors(6, 3).double(), "O3", output="positions").eval()
+    x.grad = None
+    pos(x)[:, 0, 0].sum().backward()
+    # a translation by t moves every output position by t: d out / d (shift) = 1
+    torch.testing.assert_close(
+        x.grad[..., 0].sum(1), torch.ones(2, dtype=torch.float64), atol=1e-10, rtol=0
+    )
+
+
+def test_only_degenerate_samples_pay_for_the_widened_frame() -> None:
+    calls = []
+
+    class Count(PointMLP):
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return super().forward(x)
+
+    square = torch.tensor([[1.0, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0]]).repeat(2, 1)
+    square[4:] *= 0.5
+    x = torch.cat([clouds(3, 8, 3), square[None]])
+    model = FrameAveraging(Count(8, 3, 4), "O3").eval()
+    y, result = model.forward_with_result(x)
+    assert sorted(calls) == [3 * 8, 1 * 64]  # 3 clouds x 8 frames, the square x 64
+    assert result.passes == pytest.approx((3 * 8 + 64) / 4)
+    # the others are unchanged by the square's company
+    alone = FrameAveraging(Count(8, 3, 4), "O3").eval()
+    alone.predictor = model.predictor
+    torch.testing.assert_close(y[:3], alone(x[:3]))

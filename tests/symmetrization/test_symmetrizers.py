@@ -91,12 +91,29 @@ def test_c8_exact_on_its_grid_elements_and_close_on_the_others() -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 3, None])
-def test_chunking_changes_nothing(chunk) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_chunking_changes_nothing(chunk, kind) -> None:
     x = torch.randn(2, 1, 8, 8)
-    ref, _ = make("lambda-softmax", D4, dense=True)
+    ref, _ = make(kind, D4, dense=True)
     model = copy.deepcopy(ref)
     model.chunk_size = chunk
     torch.testing.assert_close(model(x), ref(x))
+
+
+def test_integer_outputs_are_refused_not_zeroed() -> None:
+    from equify.actions import MaskAction
+
+    labels = GroupAveraging(lambda z: RampDense()(z).argmax(1), C4, out_action=MaskAction())
+    with pytest.raises(TypeError, match="must be floating"):
+        labels(torch.randn(2, 1, 8, 8))
+    zero = EquiZero(
+        lambda z: RampDense()(z).argmax(1),
+        C4,
+        out_action=MaskAction(),
+        proxy=lambda y: y.flatten(1).float().mean(1),
+    )
+    with pytest.raises(TypeError, match="must be floating"):
+        zero(torch.randn(2, 1, 8, 8))
 
 
 def test_learned_weights_get_gradients() -> None:
@@ -224,6 +241,8 @@ def test_bad_input_is_refused_clearly() -> None:
         GroupAveraging(RampLogits(), C4, chunk_size=0)
     with pytest.raises(ValueError, match="regular representation of C4"):
         GroupAveraging(RampLogits(), D4, in_action=RegularAction(C4))
+    with pytest.raises(ValueError, match="regular representation of C4"):
+        GroupAveraging(RampLogits(), D4, out_action=RegularAction(C4))
     with pytest.raises(ValueError, match="finite group"):
         GroupAveraging(RampLogits(), "SO2")
     with pytest.raises(ValueError, match="in_channels"):

@@ -250,6 +250,46 @@ class CanonicalizationResult:
             refl = torch.linalg.det(self.elements.detach().double()) < 0
         return float(refl.double().mean()) if self.batch_size else math.nan
 
+    #: For SO(2)/O(2), a canonical frame within this angle of the identity counts as upright in
+    #: :meth:`evaluation_summary`.
+    IDENTITY_DEGREES = 5.0
+
+    @staticmethod
+    def evaluation_summary(
+        results: list[CanonicalizationResult],
+    ) -> tuple[str, dict[str, Any]]:
+        """``("canonicalization", summary)`` of the results of a test set's batches.
+
+        The summary holds the identity and reflection fractions, tied and degenerate samples,
+        predictor passes per input, and the histogram of elements (finite groups) or the angles
+        and the fraction within ``IDENTITY_DEGREES`` of the identity (continuous groups).
+        """
+        res = CanonicalizationResult.concatenate(results)
+        summary = res.summary()
+        out: dict[str, Any] = {
+            "identity_fraction_upright": res.identity_fraction(),
+            "reflection_fraction_upright": res.reflection_fraction(),
+            "tied_samples_upright": summary["tied_samples"],
+            "degenerate_samples_upright": summary["degenerate_samples"],
+            "predictor_passes_per_input_upright": summary["predictor_passes_per_input"],
+            "predictor_passes_per_input": summary["predictor_passes_per_input"],
+        }
+        if isinstance(res.group, FiniteGroup):
+            out["histogram_upright"] = res.histogram().tolist()
+        else:
+            # no element is exactly the identity: count frames within a small angle of it
+            tol = CanonicalizationResult.IDENTITY_DEGREES
+            angles = res.angles()
+            refl = torch.linalg.det(res.elements.detach().double().cpu()) < 0
+            near = (angles.abs() <= tol) & ~refl
+            out.update(
+                identity_fraction_upright=float(near.double().mean()) if len(near) else math.nan,
+                identity_tolerance_deg=tol,
+                angles_upright_deg=angles.tolist(),
+                reflections_upright=refl.tolist(),
+            )
+        return "canonicalization", out
+
     def step_metrics(self) -> dict[str, float]:
         """Cheap per-batch numbers to log while training: the identity fraction."""
         return {"identity_fraction": self.identity_fraction()} if self.batch_size else {}

@@ -96,6 +96,28 @@ class SymmetrizationResult:
             return tied
         return torch.zeros(self.batch_size, dtype=torch.bool, device=self.weights.device)
 
+    @staticmethod
+    def evaluation_summary(
+        results: list[SymmetrizationResult],
+    ) -> tuple[str, dict[str, Any]]:
+        """``("symmetrization", summary)`` of the results of a test set's batches: predictor
+        passes per input, the mean largest weight, the weight of the upright view, the share of
+        inputs whose heaviest view is the upright one (NaN for plain averaging) and ties."""
+        n = sum(r.batch_size for r in results)
+        weights = torch.cat([r.weights.detach().cpu() for r in results])
+        uniform = bool(n) and float((weights.amax(1) - weights.amin(1)).max()) < 1e-12
+        top = weights.argmax(1)
+        passes = sum(r.passes * r.batch_size for r in results) / n if n else math.nan
+        return "symmetrization", {
+            "predictor_passes_per_input": float(passes),
+            "max_weight_mean_upright": float(weights.amax(1).double().mean()) if n else math.nan,
+            "identity_weight_mean_upright": float(weights[:, 0].double().mean()) if n else math.nan,
+            "identity_fraction_upright": (
+                float((top == 0).double().mean()) if n and not uniform else math.nan
+            ),
+            "tied_samples_upright": int(sum(int(r.tied().sum()) for r in results)),
+        }
+
     def step_metrics(self) -> dict[str, float]:
         """Cheap per-batch numbers to log while training: the mean largest weight."""
         if not self.batch_size:
@@ -123,7 +145,17 @@ class SymmetrizationResult:
 
 
 def weighted_sum(weights: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-    """``Σ_k weights[:, k] · outputs[k]``: ``(B, K)`` and ``(K, B, ...)`` -> ``(B, ...)``."""
+    """``Σ_k weights[:, k] · outputs[k]``: ``(B, K)`` and ``(K, B, ...)`` -> ``(B, ...)``.
+
+    Raises:
+        TypeError: integer or bool outputs (labels cannot be averaged).
+    """
+    if not outputs.is_floating_point():
+        raise TypeError(
+            "symmetrization averages the predictor's outputs, so they must be floating (logits, "
+            f"probabilities, feature maps), got dtype {outputs.dtype}; for segmentation return "
+            "per-pixel logits (with ImageAction) and take the argmax afterwards"
+        )
     w = weights.to(outputs.dtype).transpose(0, 1)
     return (w.reshape(*w.shape, *([1] * (outputs.dim() - 2))) * outputs).sum(0)
 
@@ -139,7 +171,9 @@ class Symmetrizer(DetachedLastResult):
         out_action: how it acts on the predictor's outputs (default ``InvariantAction()``:
             logits); ``ImageAction()`` for dense maps, ``RegularAction(G)`` for G-CNN features.
         chunk_size: group elements per predictor call (``chunk_size·B`` views at once); None for
-            all ``|G|``. Bounds memory; the result is the same.
+            all ``|G|``. The result is the same. Under ``torch.no_grad()`` it bounds the peak
+            memory to one chunk's activations; in training every view's activations are kept
+            for the backward pass whatever the chunk size.
         head: optional; for the feature-level form ``Φ(x) = head(Σ_g w_g · g·f(g⁻¹·x))`` with
             ``f = predictor``. ``head`` must be equivariant from ``feature_action`` to
             ``out_action`` (e.g. 1x1 convolutions for dense outputs, global pooling + linear for
@@ -175,7 +209,9 @@ class Symmetrizer(DetachedLastResult):
             raise TypeError(f"head must be an nn.Module or callable, got {head!r}")
         if feature_action is not None and not isinstance(feature_action, Action):
             raise TypeError(f"feature_action must be an equify Action, got {feature_action!r}")
-        _check_fit(self.group, in_action)
+        for a in (in_action, out_action, feature_action):
+            if a is not None:
+                _check_fit(self.group, a)
         self.predictor = predictor
         self.in_action = in_action
         self.out_action = out_action
@@ -229,14 +265,15 @@ class Symmetrizer(DetachedLastResult):
             total = part if total is None else total + part
         return self._finish(total)
 
-    def all_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw and mapped-back outputs of every view: two ``(|G|, B, ...)`` tensors."""
-        raw, mapped = [], []
+    def outputs_and(self, x: torch.Tensor, fn) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Mapped-back outputs of every view ``(|G|, B, ...)`` and ``fn`` of each chunk's raw
+        outputs (the raw outputs themselves are dropped chunk by chunk)."""
+        mapped, extra = [], []
         for els in self.chunks():
             y = self.run_views(self.predictor, x, els, "predictor")
-            raw.append(y)
+            extra.append(fn(y))
             mapped.append(self.map_back(y, els))
-        return torch.cat(raw), torch.cat(mapped)
+        return torch.cat(mapped), extra
 
     def _finish(self, combined: torch.Tensor) -> torch.Tensor:
         if self.head is None:

@@ -58,6 +58,11 @@ PROXIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class EquiZero(Symmetrizer):
     """The best view under a proxy loss, mapped back; ties averaged.
 
+    Memory: the proxies need every view's output before the choice, so the ``|G|`` mapped-back
+    outputs of a batch are kept (``|G|·B`` logits: small; dense maps: ``|G|`` maps per input);
+    the views themselves and the predictor's activations are dropped chunk by chunk under
+    ``torch.no_grad()``.
+
     Args:
         predictor, group, in_action, out_action, chunk_size: as in
             :class:`~equify.symmetrization.Symmetrizer` (no feature-level form: the proxy needs
@@ -102,7 +107,7 @@ class EquiZero(Symmetrizer):
         self.straight_through = bool(straight_through)
 
     def losses(self, raw: torch.Tensor) -> torch.Tensor:
-        """``(B, |G|)`` proxy losses of the raw view outputs ``(|G|, B, ...)``."""
+        """``(B, k)`` proxy losses of the raw outputs ``(k, B, ...)`` of ``k`` views."""
         out = []
         for y in raw:
             v = self.proxy(y)
@@ -115,11 +120,18 @@ class EquiZero(Symmetrizer):
         return torch.stack(out, dim=1)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, SymmetrizationResult]:
-        raw, mapped = self.all_outputs(x)
-        losses = self.losses(raw)
+        # the proxies are computed chunk by chunk; only the mapped-back outputs are kept
+        mapped, parts = self.outputs_and(x, self.losses)
+        losses = torch.cat(parts, dim=1)
+        if not mapped.is_floating_point():
+            raise TypeError(
+                "equizero averages tied views, so the predictor's outputs must be floating "
+                f"(logits), got dtype {mapped.dtype}"
+            )
         atol, rtol = self.tie_tolerance or (None, None)
-        if losses.is_floating_point() and losses.shape[0]:
-            mask = tie_mask(-losses.detach(), atol, rtol)
+        if losses.shape[0]:
+            scored = losses.detach() if losses.is_floating_point() else losses.detach().double()
+            mask = tie_mask(-scored, atol, rtol)
         else:
             mask = torch.zeros(losses.shape, dtype=torch.bool, device=losses.device)
         weights = mask.double() / mask.sum(1, keepdim=True).clamp_min(1)

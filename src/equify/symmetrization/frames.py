@@ -76,14 +76,7 @@ def pca_frames(
         the average unchanged).
     """
     B, _, d = x.shape
-    pts = x.detach().double()
-    c = pts.mean(1) if translation else pts.new_zeros(B, d)
-    xc = pts - c[:, None]
-    cov = xc.transpose(1, 2) @ xc / max(x.shape[1], 1)
-    evals, evecs = torch.linalg.eigh(cov)  # ascending
-    evals, evecs = evals.flip(-1), evecs.flip(-1)  # decreasing
-    scale = evals[:, :1].abs().clamp_min(torch.finfo(torch.float64).tiny)
-    gaps = (evals[:, :-1] - evals[:, 1:]) <= degenerate_tol * scale  # (B, d-1)
+    c, evecs, gaps = _spectrum(x, translation, degenerate_tol)
     degenerate = gaps.any(dim=1)
     signs = _sign_patterns(d, x.device)  # (S, d)
     frames = evecs[:, None] * signs[None, :, None, :]  # (B, S, d, d): columns scaled
@@ -95,6 +88,24 @@ def pca_frames(
     if m > 1 and bool(degenerate.any()):
         frames = _widen(frames, gaps, degenerate, m)
     return frames, c, degenerate
+
+
+def _spectrum(
+    x: torch.Tensor, translation: bool, degenerate_tol: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centroids ``(B, d)``, eigenvectors ``(B, d, d)`` (decreasing eigenvalues) and the
+    degenerate gaps ``(B, d-1)`` (True where eigenvalues ``i`` and ``i+1`` coincide), float64,
+    without gradients (the frame is a discrete choice)."""
+    B, _, d = x.shape
+    pts = x.detach().double()
+    c = pts.mean(1) if translation else pts.new_zeros(B, d)
+    xc = pts - c[:, None]
+    cov = xc.transpose(1, 2) @ xc / max(x.shape[1], 1)
+    evals, evecs = torch.linalg.eigh(cov)  # ascending
+    evals, evecs = evals.flip(-1), evecs.flip(-1)  # decreasing
+    scale = evals[:, :1].abs().clamp_min(torch.finfo(torch.float64).tiny)
+    gaps = (evals[:, :-1] - evals[:, 1:]) <= degenerate_tol * scale  # (B, d-1)
+    return c, evecs, gaps
 
 
 def _widen(frames: torch.Tensor, gaps: torch.Tensor, degenerate: torch.Tensor, m: int):
@@ -201,38 +212,56 @@ class FrameAveraging(DetachedLastResult):
             out = out + c.to(y.dtype)[:, None]
         return out if y.dim() == 3 else out.squeeze(1)
 
-    def _run(self, x: torch.Tensor, frames: torch.Tensor, c: torch.Tensor, k: int) -> torch.Tensor:
-        """Predictor output for frame ``k`` of every sample, mapped back: ``(B, ...)``."""
-        r = frames[:, k]
-        view = (x - c.to(x.dtype)[:, None]) @ r.to(x.dtype)  # rows: Rᵀ(x - c)
-        y = self.predictor(view)
-        if not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[0] != x.shape[0]:
-            raise ValueError(
-                "the predictor must return a tensor with one output per cloud, got "
-                f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}"
-            )
-        return self._map_back(y, r, c)
-
     def forward_with_result(self, x: torch.Tensor) -> tuple[torch.Tensor, SymmetrizationResult]:
-        """Explicit form: ``(Φ(x), result)``."""
+        """Explicit form: ``(Φ(x), result)``.
+
+        Gradients flow to ``x`` through the views and the centroid; the frame itself is a
+        discrete choice (no gradient through the eigenvectors). Only the samples with a
+        two-fold degenerate spectrum pay for the widened frame.
+        """
         x = self.validate_input(x)
-        frames, c, degenerate = pca_frames(
-            x, self.group, self.translation, self.degenerate_tol, self.degenerate_rotations
+        B, d = x.shape[0], self.group.dim
+        # the centroid with its gradient (translation equivariance of positions, input gradients)
+        c = x.mean(1) if self.translation else x.new_zeros(B, d)
+        frames, _, degenerate = pca_frames(
+            x, self.group, self.translation, self.degenerate_tol, degenerate_rotations=1
         )
-        B, K = frames.shape[:2]
+        _, _, gaps = _spectrum(x, self.translation, self.degenerate_tol)
+        widen = (gaps.sum(1) == 1) & (self.degenerate_rotations > 1)
+        K = frames.shape[1]
         if self.training and self.stochastic:
             pick = torch.randint(K, (B,), device=x.device)
             chosen = frames[torch.arange(B, device=x.device), pick][:, None]
-            y = self._run(x, chosen, c, 0)
+            y = self._average(x, chosen, c)
             weights = torch.zeros(B, K, dtype=torch.float64, device=x.device)
             weights[torch.arange(B, device=x.device), pick] = 1.0
-            passes = 1.0
-        else:
+            return y, SymmetrizationResult(
+                None, weights, passes=1.0, extras={"degenerate": degenerate}
+            )
+        idx = widen.nonzero().flatten()
+        if not idx.numel():
             y = self._average(x, frames, c)
             weights = torch.full((B, K), 1.0 / K, dtype=torch.float64, device=x.device)
-            passes = float(K)
+            return y, SymmetrizationResult(
+                None, weights, passes=float(K), extras={"degenerate": degenerate}
+            )
+        # two groups of samples, each in its own batched calls, then back in batch order
+        rest = (~widen).nonzero().flatten()
+        wide, _, _ = pca_frames(
+            x[idx], self.group, self.translation, self.degenerate_tol, self.degenerate_rotations
+        )
+        parts, order = [self._average(x[idx], wide, c[idx])], [idx]
+        if rest.numel():
+            parts.append(self._average(x[rest], frames[rest], c[rest]))
+            order.append(rest)
+        y = torch.cat(parts).index_select(0, torch.cat(order).argsort())
+        Kw = wide.shape[1]
+        weights = torch.zeros(B, Kw, dtype=torch.float64, device=x.device)
+        weights[idx] = 1.0 / Kw
+        weights[rest, :K] = 1.0 / K
+        passes = (idx.numel() * Kw + rest.numel() * K) / B
         return y, SymmetrizationResult(
-            None, weights, passes=passes, extras={"degenerate": degenerate, "frames": frames}
+            None, weights, passes=float(passes), extras={"degenerate": degenerate}
         )
 
     def _average(self, x: torch.Tensor, frames: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -243,7 +272,7 @@ class FrameAveraging(DetachedLastResult):
             ks = range(start, min(start + size, K))
             # one batched predictor call for this chunk of frame elements
             rs = frames[:, list(ks)]  # (B, k, d, d)
-            xc = (x - c.to(x.dtype)[:, None])[:, None]  # (B, 1, N, d)
+            xc = (x - c.to(x.dtype)[:, None])[:, None]  # (B, 1, N, d); c keeps its gradient
             views = (xc @ rs.to(x.dtype)).transpose(0, 1).reshape(-1, *x.shape[1:])
             y = self.predictor(views)
             if not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[0] != len(ks) * B:

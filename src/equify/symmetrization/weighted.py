@@ -92,7 +92,7 @@ class LambdaEquitune(Symmetrizer):
             if s.dim() != 2:
                 raise ValueError(
                     "the weight_net (λ network) must return one score per view, (N,) or (N, 1); "
-                    f"got {tuple(s.shape[1:])} per view"
+                    f"got {tuple(s.shape[2:])} per view"
                 )
             parts.append(s)
         return torch.cat(parts).transpose(0, 1)
@@ -168,7 +168,7 @@ class EquiAttention(Symmetrizer):
             if f.dim() != 3 or f.shape[2] != self.feature_dim:
                 raise ValueError(
                     f"the feature_net must return (N, {self.feature_dim}) features, got "
-                    f"{tuple(f.shape[1:])} per view"
+                    f"{tuple(f.shape[2:])} per view"
                 )
             parts.append(f)
         return torch.cat(parts).transpose(0, 1)

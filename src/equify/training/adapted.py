@@ -28,13 +28,16 @@ def load_adapted(
 
     Args:
         run_dir: the run directory (``--output`` of ``equify adapt``).
-        method: ``"vanilla"``, ``"augment"``, ``"canon"`` or ``"canon-prior"``.
+        method: any method the run trained: ``"vanilla"``, ``"augment"``, ``"canon"``,
+            ``"canon-prior"``, ``"equitune"``, ``"lambda-equitune"``, ``"equizero"``,
+            ``"equiattention"`` (or a registered plug-in's name).
         export: return :meth:`EquivariantModel.export` (its canonicalization network in plain
             PyTorch, same outputs up to rounding) for the canonicalization methods.
 
     Returns:
         An ``nn.Module``: an :class:`~equify.canonicalization.EquivariantModel` for ``canon`` /
-        ``canon-prior``, the fine-tuned predictor for ``vanilla`` / ``augment``.
+        ``canon-prior``, a :mod:`equify.symmetrization` module for the symmetrization methods,
+        the fine-tuned predictor for ``vanilla`` / ``augment``.
 
     Raises:
         FileNotFoundError: no run (``config.yaml``) or no model for ``method`` in ``run_dir``.

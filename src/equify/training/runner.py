@@ -36,13 +36,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from equify.analysis import evaluate_orbits, invariance_error, measure_cost
-from equify.canonicalization import CanonicalizationResult
 from equify.data import ImageDataset, load_splits, stratified_split
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
 from equify.models import create_model, load_model, read_checkpoint, save_checkpoint
 from equify.models.checkpoint import atomic_torch_save
-from equify.symmetrization import SymmetrizationResult
 from equify.training.config import save_config
 from equify.training.methods import (
     augment_rotations,
@@ -83,8 +81,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SEEDED_SOURCES = ("mnist", "digits", "mnist6-180", "mnist6-m")
-#: For SO(2)/O(2), a canonical frame within this angle of the identity counts as the identity.
-IDENTITY_DEGREES = 5.0
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -678,12 +674,10 @@ def evaluate_models(
                     model.forward_with_result(test.images[i : i + e["batch_size"]].to(device))[1]
                     for i in range(0, len(test), e["batch_size"])
                 ]
-            if isinstance(results[0], CanonicalizationResult):
-                entry["canonicalization"] = _canonicalization_summary(results)
-                passes = entry["canonicalization"]["predictor_passes_per_input_upright"]
-            elif isinstance(results[0], SymmetrizationResult):
-                entry["symmetrization"] = _symmetrization_summary(results)
-                passes = entry["symmetrization"]["predictor_passes_per_input"]
+            # each family's result type summarises its own batches (the runner knows none)
+            section, summary = type(results[0]).evaluation_summary(results)
+            entry[section] = summary
+            passes = summary["predictor_passes_per_input"]
         entry["predictor_passes_per_input"] = passes
         if model is bare:  # the pretrained model against itself: 1 by definition, not noise
             cost = measure_cost(model, bare, timing, repeats=1, warmup=0)
@@ -695,69 +689,21 @@ def evaluate_models(
     return out
 
 
-def _canonicalization_summary(results: list[CanonicalizationResult]) -> dict[str, Any]:
-    """The canonicalizers' choices on the upright test set."""
-    res = CanonicalizationResult.concatenate(results)
-    summary = res.summary()
-    out: dict[str, Any] = {
-        "identity_fraction_upright": res.identity_fraction(),
-        "reflection_fraction_upright": res.reflection_fraction(),
-        "tied_samples_upright": summary["tied_samples"],
-        "degenerate_samples_upright": summary["degenerate_samples"],
-        "predictor_passes_per_input_upright": summary["predictor_passes_per_input"],
-    }
-    if isinstance(res.group, FiniteGroup):
-        out["histogram_upright"] = res.histogram().tolist()
-    else:
-        # no element is exactly the identity: count frames within a small angle of it
-        angles = res.angles()
-        refl = torch.linalg.det(res.elements.detach().double().cpu()) < 0
-        near = (angles.abs() <= IDENTITY_DEGREES) & ~refl
-        out.update(
-            identity_fraction_upright=float(near.double().mean()),
-            identity_tolerance_deg=IDENTITY_DEGREES,
-            angles_upright_deg=angles.tolist(),
-            reflections_upright=refl.tolist(),
-        )
-    return out
-
-
-def _symmetrization_summary(results: list[SymmetrizationResult]) -> dict[str, Any]:
-    """Weights of the symmetrizers on the upright test set."""
-    n = sum(r.batch_size for r in results)
-    weights = torch.cat([r.weights.detach().cpu() for r in results])
-    top = weights.argmax(1)
-    uniform = bool(n) and float((weights.amax(1) - weights.amin(1)).max()) < 1e-12
-    return {
-        "predictor_passes_per_input": float(results[0].passes),
-        "max_weight_mean_upright": float(weights.amax(1).double().mean()) if n else math.nan,
-        "identity_weight_mean_upright": float(weights[:, 0].double().mean()) if n else math.nan,
-        # the share of inputs whose heaviest view is the upright one (none for plain averaging)
-        "identity_fraction_upright": (
-            float((top == 0).double().mean()) if n and not uniform else math.nan
-        ),
-        "tied_samples_upright": int(sum(int(r.tied().sum()) for r in results)),
-    }
-
-
-#: The untrained rows of ``evaluate.zero_shot``: the pretrained model, symmetrized as is.
-ZERO_SHOT = ("equitune-zs", "equizero-zs")
-
-
-def _zero_shot_models(cfg: dict[str, Any], pretrained: nn.Module) -> dict[str, nn.Module]:
-    """Equitune and equizero around the pretrained model, without training (the papers'
-    zero-shot setting), when ``evaluate.zero_shot`` is set."""
+def _zero_shot_models(
+    cfg: dict[str, Any], pretrained: nn.Module, in_channels: int
+) -> dict[str, nn.Module]:
+    """``<method>-zs``: every method that works untrained (``Method.zero_shot``: equitune,
+    equizero) around the pretrained model, when ``evaluate.zero_shot`` is set (the papers'
+    zero-shot setting)."""
     if not cfg["evaluate"]["zero_shot"]:
         return {}
-    from equify.actions import ImageAction
-    from equify.symmetrization import EquiZero, GroupAveraging
-
-    g = cfg["adapt"]["group"]
-    views = ImageAction(padding="reflection")
-    return {
-        "equitune-zs": GroupAveraging(pretrained, g, in_action=views).eval(),
-        "equizero-zs": EquiZero(pretrained, g, in_action=views).eval(),
-    }
+    out = {}
+    for name in method_names():
+        plugin = get_method(name)
+        if plugin.zero_shot:
+            setup = plugin.build(cfg, copy.deepcopy(pretrained).eval(), None, in_channels)
+            out[f"{name}-zs"] = setup.model.eval()
+    return out
 
 
 def _check_trainer(cfg: dict[str, Any]) -> None:
@@ -841,7 +787,7 @@ def run_adapt(
             models[method] = model.eval()
         if not rank_zero:
             return None  # rank 0 evaluates on the full test set and writes the report
-        models.update(_zero_shot_models(cfg, pretrained))
+        models.update(_zero_shot_models(cfg, pretrained, data.in_channels))
         evaluation = evaluate_models(models, pretrained, data, cfg)
         results = {
             "config": cfg,
@@ -911,7 +857,7 @@ def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
                     f"no adapted model for {method!r} at {path}: run adapt first"
                 )
             models[method] = load_method_model(cfg, method, pretrained, data)
-        models.update(_zero_shot_models(cfg, pretrained))
+        models.update(_zero_shot_models(cfg, pretrained, data.in_channels))
         evaluation = evaluate_models(models, pretrained, data, cfg)
         # merge into the run's results: methods not evaluated now and the training record stay
         results = _read_results(run_dir)

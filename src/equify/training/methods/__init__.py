@@ -12,6 +12,7 @@ from equify.training.methods.base import (
     get_method,
     method_names,
     register,
+    unregister,
 )
 from equify.training.methods.canonicalization import build_equivariant_model
 from equify.training.methods.finetune import augment_rotations
@@ -24,4 +25,5 @@ __all__ = [
     "get_method",
     "method_names",
     "register",
+    "unregister",
 ]

@@ -20,7 +20,7 @@ from equify.data.rotated import RotationSet
 from equify.groups import FiniteGroup
 from equify.groups import group as parse_group
 
-__all__ = ["Method", "MethodSetup", "get_method", "method_names", "register"]
+__all__ = ["Method", "MethodSetup", "get_method", "method_names", "register", "unregister"]
 
 _REGISTRY: dict[str, Method] = {}
 
@@ -57,6 +57,11 @@ class Method(ABC):
     needs_finite_group: ClassVar[bool] = False
     #: position in listings (tables, ``--help``); methods outside the library come last
     order: ClassVar[int] = 100
+    #: True when the method's model is meaningful untrained (``evaluate.zero_shot`` rows)
+    zero_shot: ClassVar[bool] = False
+    #: False when the model has no parameters besides the predictor's (then
+    #: ``adapt.freeze_predictor`` would leave nothing to train)
+    own_parameters: ClassVar[bool] = True
 
     @abstractmethod
     def build(
@@ -79,6 +84,12 @@ class Method(ABC):
 
     def check(self, cfg: dict[str, Any]) -> None:
         """Raise ValueError when the configuration does not fit this method."""
+        if cfg["adapt"]["freeze_predictor"] is True and not self.own_parameters:
+            raise ValueError(
+                f"method {self.name!r} has no parameters of its own: with "
+                "adapt.freeze_predictor=true it would train nothing (its untrained form is the "
+                "zero-shot row: evaluate.zero_shot=true)"
+            )
         if self.needs_finite_group:
             g = parse_group(cfg["adapt"]["group"])
             if not isinstance(g, FiniteGroup):
@@ -94,6 +105,11 @@ def register(cls: type[Method]) -> type[Method]:
         raise ValueError(f"a method named {cls.name!r} is already registered")
     _REGISTRY[cls.name] = cls()
     return cls
+
+
+def unregister(name: str) -> None:
+    """Remove the method ``name`` from the registry (for tests and reloaded plug-ins)."""
+    _REGISTRY.pop(name, None)
 
 
 def get_method(name: str) -> Method:

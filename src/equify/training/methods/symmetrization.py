@@ -42,6 +42,8 @@ class _Sym(Method):
 @register
 class Equitune(_Sym):
     name = "equitune"
+    zero_shot = True
+    own_parameters = False
     order = 10
     summary = "group averaging: the mean of g·M(g⁻¹x) over the group (Basu et al. 2023)"
 
@@ -64,6 +66,8 @@ class LambdaEquituneMethod(_Sym):
 @register
 class EquiZeroMethod(_Sym):
     name = "equizero"
+    zero_shot = True
+    own_parameters = False
     order = 12
     summary = "the most confident view (lowest entropy), straight-through equitune gradient"
 
