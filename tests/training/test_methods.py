@@ -26,6 +26,8 @@ from equify.training.methods import (
     unregister,
 )
 
+from .helpers import tiny_config
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 SYMMETRIZERS = {
@@ -37,20 +39,13 @@ SYMMETRIZERS = {
 
 
 def tiny(out: Path, *extra: str) -> dict:
-    return load_config(
-        None,
-        [
-            f"output_dir={out}",
-            "data.name=digits",
-            "pretrain.epochs=2",
-            "adapt.epochs=1",
-            "trainer.accelerator=cpu",
-            "trainer.progress_bar=false",
-            "evaluate.angles_step=90",
-            "evaluate.invariance_images=8",
-            "evaluate.timing_batch=4",
-            *extra,
-        ],
+    return tiny_config(
+        out,
+        "evaluate.angles_step=90",
+        "evaluate.invariance_images=8",
+        "evaluate.timing_batch=4",
+        *extra,
+        pretrain_epochs=2,
     )
 
 

@@ -29,6 +29,8 @@ from equify.models.cnn import SmallCNN
 from equify.training import load_config, prepare_data, run_adapt
 from equify.training.rundir import RunDirectoryError, RunLock, config_differences
 
+from .helpers import tiny_config
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 TINY = [
@@ -51,20 +53,13 @@ TINY = [
 
 
 def tiny(out: Path, *extra: str) -> dict:
-    return load_config(
-        None,
-        [
-            f"output_dir={out}",
-            "data.name=digits",
-            "pretrain.epochs=1",
-            "adapt.epochs=1",
-            "trainer.accelerator=cpu",
-            "trainer.progress_bar=false",
-            "evaluate.angles_step=90",
-            "evaluate.invariance_images=8",
-            "evaluate.timing_batch=4",
-            *extra,
-        ],
+    return tiny_config(
+        out,
+        "evaluate.angles_step=90",
+        "evaluate.invariance_images=8",
+        "evaluate.timing_batch=4",
+        *extra,
+        pretrain_epochs=1,
     )
 
 

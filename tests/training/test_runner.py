@@ -31,26 +31,9 @@ from equify.training import (
 )
 from equify.training.runner import _fit
 
+from .helpers import tiny_config
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
-
-
-def tiny_config(out: Path, *extra: str) -> dict:
-    """Digits (8x8), one epoch each: the whole pipeline in seconds."""
-    return load_config(
-        None,
-        [
-            f"output_dir={out}",
-            "data.name=digits",
-            "pretrain.epochs=2",
-            "adapt.epochs=1",
-            "trainer.accelerator=cpu",
-            "trainer.progress_bar=false",
-            "evaluate.angles_step=45",
-            "evaluate.invariance_images=16",
-            "evaluate.timing_batch=8",
-            *extra,
-        ],
-    )
 
 
 @pytest.fixture(scope="module")

@@ -251,6 +251,10 @@ class Symmetrizer(DetachedLastResult):
             )
         return y.reshape(len(elements), B, *y.shape[1:])
 
+    def per_view(self, fn: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+        """``fn`` on every view, chunk by chunk: ``(|G|, B, ...)`` (not mapped back)."""
+        return torch.cat([self.run_views(fn, x, els, what) for els in self.chunks()])
+
     def map_back(self, y: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
         """``g·y_g`` for outputs ``(k, B, ...)`` of the views of ``elements``."""
         act = self.feature_action if self.head is not None else self.out_action

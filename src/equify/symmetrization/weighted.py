@@ -84,18 +84,15 @@ class LambdaEquitune(Symmetrizer):
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, |G|)`` raw scores ``s(g⁻¹·x)`` of every view."""
-        parts = []
-        for els in self.chunks():
-            s = self.run_views(self.weight_net, x, els, "weight_net (λ network)")
-            if s.dim() == 3 and s.shape[2] == 1:
-                s = s[..., 0]
-            if s.dim() != 2:
-                raise ValueError(
-                    "the weight_net (λ network) must return one score per view, (N,) or (N, 1); "
-                    f"got {tuple(s.shape[2:])} per view"
-                )
-            parts.append(s)
-        return torch.cat(parts).transpose(0, 1)
+        s = self.per_view(self.weight_net, x, "weight_net (λ network)")
+        if s.dim() == 3 and s.shape[2] == 1:
+            s = s[..., 0]
+        if s.dim() != 2:
+            raise ValueError(
+                "the weight_net (λ network) must return one score per view, (N,) or (N, 1); "
+                f"got {tuple(s.shape[2:])} per view"
+            )
+        return s.transpose(0, 1)
 
     def weights(self, scores: torch.Tensor) -> torch.Tensor:
         """Normalised ``(B, |G|)`` weights from the scores."""
@@ -162,16 +159,13 @@ class EquiAttention(Symmetrizer):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, |G|, feature_dim)`` features of every view."""
-        parts = []
-        for els in self.chunks():
-            f = self.run_views(self.feature_net, x, els, "feature_net")
-            if f.dim() != 3 or f.shape[2] != self.feature_dim:
-                raise ValueError(
-                    f"the feature_net must return (N, {self.feature_dim}) features, got "
-                    f"{tuple(f.shape[2:])} per view"
-                )
-            parts.append(f)
-        return torch.cat(parts).transpose(0, 1)
+        f = self.per_view(self.feature_net, x, "feature_net")
+        if f.dim() != 3 or f.shape[2] != self.feature_dim:
+            raise ValueError(
+                f"the feature_net must return (N, {self.feature_dim}) features, got "
+                f"{tuple(f.shape[2:])} per view"
+            )
+        return f.transpose(0, 1)
 
     def attention_scores(self, f: torch.Tensor) -> torch.Tensor:
         """Per-view logits ``(B, |G|)`` from features ``(B, |G|, D)``; permutation equivariant."""
