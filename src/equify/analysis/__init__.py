@@ -1,6 +1,15 @@
-"""Verification beyond a single batch: orbit (rotated test set) evaluation and cost measurement."""
+"""Verification beyond a single batch: orbit (rotated test set) evaluation, cost measurement,
+and which input sizes keep a strided network exactly equivariant."""
 
 from equify.analysis.cost import CostReport, count_parameters, measure_cost
+from equify.analysis.exactness import (
+    ExactSizePad,
+    LayerCheck,
+    SizeVerdict,
+    centred_axis,
+    exact_sizes,
+    nearest_exact_size,
+)
 from equify.analysis.orbit import (
     OrbitEvaluation,
     evaluate_orbit,
@@ -10,10 +19,16 @@ from equify.analysis.orbit import (
 
 __all__ = [
     "CostReport",
+    "ExactSizePad",
+    "LayerCheck",
     "OrbitEvaluation",
+    "SizeVerdict",
+    "centred_axis",
     "count_parameters",
     "evaluate_orbit",
     "evaluate_orbits",
+    "exact_sizes",
     "invariance_error",
     "measure_cost",
+    "nearest_exact_size",
 ]

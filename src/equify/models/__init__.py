@@ -1,6 +1,7 @@
 """Ordinary (non-equivariant) predictor networks and checkpoint input/output.
 
-These are the "pretrained models" equify makes equivariant (no weights can be downloaded, so the
+Besides the P4/P4M group CNNs (:mod:`equify.models.gcnn`), these are the "pretrained models"
+equify makes equivariant (no weights can be downloaded, so the
 library pretrains them on upright data) and the arbitrary networks of its tests and benchmarks.
 None of them is rotation- or reflection-equivariant. Users bring their own models: anything that
 is an ``nn.Module`` works, and :func:`load_model` loads their checkpoints with a factory.
@@ -18,6 +19,7 @@ from equify.models.checkpoint import (
 )
 from equify.models.cnn import SmallCNN
 from equify.models.dense import DensePredictor, coordinate_channels
+from equify.models.gcnn import GroupCNN, GroupResNet, p4cnn, p4mcnn, p4mresnet, p4resnet
 from equify.models.registry import (
     architecture_of,
     available_models,
@@ -33,6 +35,8 @@ __all__ = [
     "Bottleneck",
     "Checkpoint",
     "DensePredictor",
+    "GroupCNN",
+    "GroupResNet",
     "PatchEmbeddingClassifier",
     "ResNet",
     "SmallCNN",
@@ -43,6 +47,10 @@ __all__ = [
     "extract_state_dict",
     "load_model",
     "load_state_dict_into",
+    "p4cnn",
+    "p4mcnn",
+    "p4mresnet",
+    "p4resnet",
     "read_checkpoint",
     "register_model",
     "resnet18",

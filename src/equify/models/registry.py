@@ -15,6 +15,7 @@ from torch import nn
 
 from equify.models.cnn import SmallCNN
 from equify.models.dense import DensePredictor
+from equify.models.gcnn import p4cnn, p4mcnn, p4mresnet, p4resnet
 from equify.models.resnet import resnet18, resnet34, resnet50
 from equify.models.vit import PatchEmbeddingClassifier
 
@@ -36,6 +37,10 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet50,
     "vit_tiny": PatchEmbeddingClassifier,
     "dense": DensePredictor,
+    "p4cnn": p4cnn,
+    "p4mcnn": p4mcnn,
+    "p4resnet": p4resnet,
+    "p4mresnet": p4mresnet,
 }
 
 
@@ -72,7 +77,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
     Args:
         name: one of :func:`available_models` (``"small_cnn"``, ``"resnet18"``,
-            ``"resnet34"``, ``"resnet50"``, ``"vit_tiny"``, ``"dense"``).
+            ``"resnet34"``, ``"resnet50"``, ``"vit_tiny"``, ``"dense"``, and the group CNNs
+            ``"p4cnn"``, ``"p4mcnn"``, ``"p4resnet"``, ``"p4mresnet"``).
         **kwargs: keyword arguments of the model's factory (e.g. ``in_channels``,
             ``num_classes``).
 

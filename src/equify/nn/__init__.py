@@ -7,7 +7,7 @@ modules with the expanded weights precomputed.
 
 from equify.nn.gconv import GroupConv2d, LiftingConv2d
 from equify.nn.kernels import KERNEL_BASES, exact_elements, kernel_transform_basis
-from equify.nn.norm import RegularGroupNorm
+from equify.nn.norm import RegularBatchNorm, RegularGroupNorm
 from equify.nn.pool import CentredPool2d, GroupPool, centred_pool_geometry, is_centred
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "GroupConv2d",
     "GroupPool",
     "LiftingConv2d",
+    "RegularBatchNorm",
     "RegularGroupNorm",
     "centred_pool_geometry",
     "exact_elements",

@@ -106,14 +106,18 @@ class _PlanarGroupConv(nn.Module):
         bias: bool = True,
         kernel_basis: str = "auto",
         interpolation: str = "bilinear",
+        stride: int = 1,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         self.group = check_finite_group(group)
         self.in_channels = _check_positive_int(in_channels, "in_channels")
         self.out_channels = _check_positive_int(out_channels, "out_channels")
         self.kernel_size = check_kernel_size(kernel_size)
+        self.stride = _check_positive_int(stride, "stride")
+        self.dilation = _check_positive_int(dilation, "dilation")
         if padding is None:
-            padding = self.kernel_size // 2
+            padding = self.dilation * (self.kernel_size // 2)
         if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
             raise ValueError(f"padding must be a non-negative int or None, got {padding!r}")
         self.padding = padding
@@ -173,7 +177,14 @@ class _PlanarGroupConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.conv_in_channels, self._in_shape_doc, ref=self.weight)
-        return F.conv2d(x, self.filter_bank(), self.expanded_bias(), padding=self.padding)
+        return F.conv2d(
+            x,
+            self.filter_bank(),
+            self.expanded_bias(),
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+        )
 
     def export(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with the filter bank precomputed (same output, no group code).
@@ -184,7 +195,9 @@ class _PlanarGroupConv(nn.Module):
             self.conv_in_channels,
             self.out_channels * self.group.order,
             self.kernel_size,
+            stride=self.stride,
             padding=self.padding,
+            dilation=self.dilation,
             bias=self.bias is not None,
             device=self.weight.device,
             dtype=self.weight.dtype,
@@ -198,7 +211,8 @@ class _PlanarGroupConv(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"group={self.group!r}, padding={self.padding}, bias={self.bias is not None}, "
+            f"group={self.group!r}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, bias={self.bias is not None}, "
             f"kernel_basis={self.kernel_basis!r} ({self.weight.shape[-1]} coefficients)"
         )
 
@@ -215,12 +229,15 @@ class LiftingConv2d(_PlanarGroupConv):
         out_channels: output fields ``Cout`` (the output has ``Cout·|G|`` channels).
         kernel_size: odd ``k``.
         group: ``CyclicGroup(n)``, ``DihedralGroup(n)`` or a name such as ``"D4"``.
-        padding: zero padding; default ``k // 2`` keeps the size.
+        padding: zero padding; default ``dilation · (k // 2)`` keeps the size at stride 1.
         bias: learn one bias per output field, shared over the group axis.
         kernel_basis: ``"auto"`` | ``"square"`` | ``"disk"`` | ``"harmonic"``
             (:mod:`equify.nn.kernels`): ``"auto"`` learns all ``k²`` pixels for groups whose
             elements are all exact, and smooth ring harmonics otherwise.
         interpolation: ImageAction interpolation that rotates pixel kernels by non-exact angles.
+        stride, dilation: as in ``nn.Conv2d``. A stride > 1 keeps 90° rotations and flips
+            exact only when the sampling grid is centred, ``(N + 2p − d(k − 1) − 1) % s == 0``
+            (:func:`equify.analysis.exact_sizes` tells which sizes do).
 
     Shapes:
         weight: ``(Cout, Cin, n)`` with ``n`` coefficients per kernel (``k²`` for
@@ -247,7 +264,7 @@ class GroupConv2d(_PlanarGroupConv):
     Args:
         in_channels: input fields ``Cin`` (the input has ``Cin·|G|`` channels).
         out_channels: output fields ``Cout``.
-        kernel_size, group, padding, bias, kernel_basis, interpolation: as in
+        kernel_size, group, padding, bias, kernel_basis, interpolation, stride, dilation: as in
             :class:`LiftingConv2d`.
 
     Shapes:

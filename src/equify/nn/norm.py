@@ -17,7 +17,7 @@ from torch import nn
 from equify.groups import FiniteGroup
 from equify.nn.gconv import check_finite_group
 
-__all__ = ["OneValueGroupNorm", "RegularGroupNorm", "group_norm"]
+__all__ = ["OneValueGroupNorm", "RegularBatchNorm", "RegularGroupNorm", "group_norm"]
 
 
 def group_norm(
@@ -127,3 +127,58 @@ class RegularGroupNorm(nn.Module):
             f"{self.num_fields}, group={self.group!r}, eps={self.eps}, "
             f"affine={self.weight is not None}"
         )
+
+
+class RegularBatchNorm(nn.BatchNorm3d):
+    """Batch norm of regular features ``(B, C·|G|, H, W)`` with statistics shared over the group.
+
+    Each field's mean and variance are taken over the batch, the group axis and the plane (one
+    ``BatchNorm3d`` channel per field on the ``(B, C, |G|, H, W)`` view), and its affine
+    parameters are shared over the group axis, so the layer commutes with the regular
+    representation (in eval mode exactly; in training mode the batch statistics of ``g·x`` equal
+    those of ``x``).
+
+    Args:
+        group: the finite group ``G``.
+        num_fields: ``C``.
+        eps, momentum, affine, track_running_stats: as in ``nn.BatchNorm3d``.
+    """
+
+    def __init__(
+        self,
+        group: FiniteGroup | str,
+        num_fields: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
+        g = check_finite_group(group)
+        if isinstance(num_fields, bool) or not isinstance(num_fields, int) or num_fields < 1:
+            raise ValueError(f"num_fields must be a positive int, got {num_fields!r}")
+        super().__init__(num_fields, eps, momentum, affine, track_running_stats)
+        self.group = g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize ``(B, C·|G|, *S)``; same shape out."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor (B, C·|G|, ...), got {type(x).__name__}")
+        n = self.group.order
+        if x.dim() < 3 or x.shape[1] != self.num_features * n:
+            raise ValueError(
+                f"expected (B, {self.num_features}·{n} = {self.num_features * n}, ...) regular "
+                f"features, got shape {tuple(x.shape)}"
+            )
+        f = x.reshape(x.shape[0], self.num_features, n, *x.shape[2:])
+        if f.dim() == 4:
+            f = f.unsqueeze(-1)
+        return super().forward(f).reshape(x.shape)
+
+    def export(self) -> RegularBatchNorm:
+        """A copy (already plain PyTorch ops)."""
+        import copy
+
+        return copy.deepcopy(self)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, group={self.group!r}, eps={self.eps}"
