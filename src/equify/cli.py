@@ -26,8 +26,10 @@ __all__ = ["main"]
 _COMMANDS = {
     "adapt": "pretrain (or load) a model, adapt it with every method, evaluate, report",
     "pretrain": "train the stand-in pretrained model on upright data",
+    "train": "train a model from scratch (e.g. --model p4cnn), evaluate it on the orbit, report",
     "evaluate": "re-evaluate the models of a finished run and rewrite its report",
 }
+_CHECK = "which input sizes keep a model exactly equivariant: a table, a plot, JSON"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,8 +70,11 @@ def _parser() -> argparse.ArgumentParser:
                 help="comma-separated: vanilla,augment,canon,canon-prior"
                 + (" (a subset of the run's)" if name == "evaluate" else ""),
             )
-        if name == "adapt":
+        if name in ("adapt", "train"):
             p.add_argument("--group", help="group: C4, C8, D4, SO2, ...")
+        if name == "train":
+            p.add_argument("--model", help="architecture to train: p4cnn, p4mcnn, small_cnn, ...")
+            p.add_argument("--size", type=int, help="input size N (data.size; odd for P4 CNNs)")
         if name in ("adapt", "evaluate"):
             p.add_argument(
                 "--zero-shot",
@@ -77,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
                 help="also evaluate the pretrained model wrapped by equitune and equizero, "
                 "untrained (evaluate.zero_shot)",
             )
-        if name in ("adapt", "pretrain"):
+        if name in ("adapt", "pretrain", "train"):
             section = "adapt" if name == "adapt" else "pretrain"
             p.add_argument("--epochs", type=int, help=f"training epochs ({section}.epochs)")
             p.add_argument(
@@ -88,17 +93,34 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="replace a run with other settings in the output directory",
             )
+    c = sub.add_parser("check", help=_CHECK, description=_CHECK)
+    c.add_argument("--model", help="a registered architecture: p4cnn, p4mcnn, p4resnet, ...")
+    c.add_argument(
+        "--kwargs", default="{}", help='its keyword arguments as JSON, e.g. {"channels": [8, 16]}'
+    )
+    c.add_argument("--checkpoint", help="your model's checkpoint")
+    c.add_argument("--factory", help="importable package.module:function building it")
+    c.add_argument("--output", help="an equify adapt / train run directory (with --method)")
+    c.add_argument("--method", help="the run's model to check: canon-prior, ..., or pretrained")
+    c.add_argument("--group", help="group: C4, D4, C2, ... (default: the run's)")
+    c.add_argument("--sizes", help="input sizes: 24:40, 24:40:2 or 27,28,29")
+    c.add_argument("--in-channels", type=int, default=None, help="image channels (default 1)")
+    c.add_argument("--feature-layer", help="a module whose output is a regular feature map")
+    c.add_argument("--report", help="where check.json and exactness.png go")
+    c.add_argument("--quiet", action="store_true", help="no info logs")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    epochs_key = "pretrain.epochs" if args.command == "pretrain" else "adapt.epochs"
+    epochs_key = "adapt.epochs" if args.command == "adapt" else "pretrain.epochs"
     pairs = [
         ("output_dir", args.output),
         ("data.name", args.data),
         ("data.root", args.root),
         ("data.fit", args.fit),
         ("adapt.group", getattr(args, "group", None)),
+        ("model.architecture", getattr(args, "model", None)),
+        ("data.size", getattr(args, "size", None)),
         ("adapt.methods", getattr(args, "methods", None)),
         (epochs_key, getattr(args, "epochs", None)),
         ("model.checkpoint", args.checkpoint),
@@ -152,6 +174,84 @@ def _check_subset(cfg: dict, config_path: str | None) -> None:
         )
 
 
+def _check_model(args: argparse.Namespace):
+    """``(model, group, in_channels, label, default sizes, report dir)`` for ``equify check``."""
+    import torch
+
+    from equify.models import create_model, load_model, read_checkpoint
+
+    sources = [bool(args.model), bool(args.checkpoint), bool(args.method)]
+    if sum(sources) != 1:
+        raise ValueError(
+            "equify check needs exactly one model: --model NAME, --checkpoint PATH (with "
+            "--factory for your own code), or --output RUN --method METHOD"
+        )
+    if args.factory and not args.checkpoint:
+        raise ValueError("--factory builds the model of a checkpoint: give --checkpoint too")
+    channels = args.in_channels or 1
+    if args.method:
+        from equify.training import load_adapted, load_config
+        from equify.training.runner import _load_pretrained
+
+        run = Path(args.output or "runs/default")
+        if not (run / "config.yaml").is_file():
+            raise FileNotFoundError(f"no equify run in {run} (no config.yaml)")
+        cfg = load_config(run / "config.yaml")
+        group = args.group or cfg["adapt"]["group"]
+        if args.method == "pretrained":
+            model = _load_pretrained(run / "pretrained.pt")
+            channels = args.in_channels or int(model.mean.shape[1])
+        else:
+            model = load_adapted(run, args.method)
+            meta = read_checkpoint(run / "models" / f"{args.method}.pt").metadata
+            channels = args.in_channels or int(meta.get("in_channels", 1))
+        n = 28
+        if (run / "results.json").is_file():
+            shape = json.loads((run / "results.json").read_text()).get("data", {})
+            n = int(shape.get("image_shape", [1, 28])[-1])
+        return model, group, channels, f"{run}:{args.method}", list(range(n - 4, n + 5)), run
+    if args.output:
+        raise ValueError("--output names a run directory: use it with --method (or --report)")
+    if not args.group:
+        raise ValueError("--group is needed (C4, D4, ...) unless --output/--method name a run")
+    try:
+        kwargs = json.loads(args.kwargs)
+    except ValueError:
+        raise ValueError(f"--kwargs must be a JSON object, got {args.kwargs!r}") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--kwargs must be a JSON object, got {args.kwargs!r}")
+    if args.model:
+        torch.manual_seed(0)
+        model = create_model(args.model, in_channels=channels, **kwargs)
+        label = args.model
+    else:
+        read_checkpoint(args.checkpoint)  # a clear error for a missing or corrupt file first
+        model = load_model(args.checkpoint, factory=args.factory, factory_kwargs=kwargs or None)
+        label = str(args.checkpoint)
+    return model, args.group, channels, label, list(range(24, 41)), Path("runs/check")
+
+
+def _check(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        from equify.training.check import parse_sizes, run_check
+
+        model, group, channels, label, sizes, out = _check_model(args)
+        if args.sizes:
+            sizes = parse_sizes(args.sizes)
+        report = Path(args.report) if args.report else out / "check"
+        done = run_check(model, group, sizes, channels, report, label, args.feature_layer)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        print(f"equify: error: {err}", file=sys.stderr)
+        return 2
+    print(done["table"])
+    print(f"\nreport: {done['files'].get('json')}  plot: {done['files'].get('plot', '-')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``equify`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -184,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
     # a resumed run keeps the earlier rows of metrics.csv itself (runner._merge_metrics)
     warnings.filterwarnings("ignore", message=".*Previous log files in this directory.*")
+    if args.command == "check":
+        return _check(args)
     resume = bool(getattr(args, "resume", False))
     overwrite = bool(getattr(args, "overwrite", False))
     try:
@@ -206,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "adapt":
             results = run_adapt(cfg, resume=resume, overwrite=overwrite)
+        elif args.command == "train":
+            from equify.training import run_train
+
+            results = run_train(cfg, resume=resume, overwrite=overwrite)
         else:
             results = run_evaluate(cfg)
     except NonFiniteLossError as err:

@@ -50,7 +50,9 @@ __all__ = [
     "SizeVerdict",
     "centred_axis",
     "exact_sizes",
+    "exactness_scope",
     "nearest_exact_size",
+    "trace_layers",
 ]
 
 
@@ -163,10 +165,10 @@ def _check_layer(name: str, module: nn.Module, hw: tuple[int, int]) -> LayerChec
             n, ki, si, pi, di = hw[a], k[a], s[a], p[a], d[a]
             span = n + 2 * pi - di * (ki - 1) - 1
             axis = "height" if a == 0 else "width"
+            rest = span % si if span >= 0 else "no output"
             why = (
-                f"(N + 2p - d(k-1) - 1) % s = ({n} + {2 * pi} - {di * (ki - 1)} - 1) % {si} = "
-                f"{span % si if span >= 0 else 'no output'} on the {axis}: the grid is not "
-                "centred (pixels on one side only are skipped)"
+                f"stride {si} on {n} px ({axis}): (N + 2p - d(k-1) - 1) % s = "
+                f"({n} + {2 * pi} - {di * (ki - 1)} - 1) % {si} = {rest}, not centred"
             )
         return LayerCheck(name, kind, hw, geometry, all(ok), why)
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
@@ -202,11 +204,32 @@ def _adaptive_symmetric(n: int, m: int) -> bool:
     return all(starts[i] + ends[m - 1 - i] == n for i in range(m))
 
 
-def trace_layers(model: nn.Module, x: torch.Tensor) -> list[LayerCheck]:
-    """Run ``model(x)`` once with hooks and check every analysable layer it calls, in order."""
+def exactness_scope(model: nn.Module) -> tuple[nn.Module | None, str]:
+    """The part of ``model`` whose layers decide its exactness, and why.
+
+    An :class:`~equify.canonicalization.EquivariantModel` is exact wherever its canonicalizer
+    is, whatever the predictor; a symmetrizer over an exact group is exact by construction (no
+    layer matters); any other model is decided by all its layers.
+    """
+    from equify.canonicalization import EquivariantModel
+    from equify.symmetrization import Symmetrizer
+
+    if isinstance(model, EquivariantModel):
+        return model.canonicalizer, "canonicalization: only the canonicalizer's layers matter"
+    if isinstance(model, Symmetrizer):
+        return None, "symmetrization: exact by construction for the group's exact elements"
+    return model, ""
+
+
+def trace_layers(
+    model: nn.Module, x: torch.Tensor, scope: nn.Module | None = None
+) -> list[LayerCheck]:
+    """Run ``model(x)`` once with hooks and check every analysable layer of ``scope`` (default:
+    the whole model) that the call reaches, in order."""
     checks: list[LayerCheck] = []
     names = {m: n for n, m in model.named_modules()}
     handles = []
+    scope = model if scope is None else scope
 
     def hook(module, args):
         inp = args[0] if args else None
@@ -215,7 +238,7 @@ def trace_layers(model: nn.Module, x: torch.Tensor) -> list[LayerCheck]:
             if c is not None:
                 checks.append(c)
 
-    for m in model.modules():
+    for m in scope.modules():
         if isinstance(m, _ANALYSED):
             handles.append(m.register_forward_pre_hook(hook))
     try:
@@ -286,8 +309,11 @@ def exact_sizes(
         for n in sizes:
             gen = torch.Generator().manual_seed(seed + n)
             x = torch.randn(batch, in_channels, n, n, generator=gen).to(device=device, dtype=dtype)
-            layers = trace_layers(model, x)
+            scope, note = exactness_scope(model)
+            layers = trace_layers(model, x, scope) if scope is not None else []
             verdict = _verdict(n, layers)
+            if note:
+                verdict.reason = f"{note}; {verdict.reason}"
             if measure:
                 act = out_action if out_action is not None else InvariantAction()
                 rep = equivariance_error(model, x, g, ImageAction(), act, elements=_exact(g))
@@ -346,16 +372,8 @@ def _verdict(n: int, layers: list[LayerCheck]) -> SizeVerdict:
             n, None, None, f"not analysed: {', '.join(unanalysed)}", None, None, layers, unanalysed
         )
     strided = sum(1 for c in layers if c.reason not in ("stride 1",))
-    return SizeVerdict(
-        n,
-        True,
-        None,
-        f"every strided layer is centred ({strided} checked)",
-        None,
-        None,
-        layers,
-        unanalysed,
-    )
+    why = f"every strided layer is centred ({strided} checked)" if layers else "no layer to check"
+    return SizeVerdict(n, True, None, why, None, None, layers, unanalysed)
 
 
 def nearest_exact_size(

@@ -18,6 +18,7 @@ from equify.training.runner import (
     run_adapt,
     run_evaluate,
     run_pretrain,
+    run_train,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "run_adapt",
     "run_evaluate",
     "run_pretrain",
+    "run_train",
     "save_config",
     "write_report",
 ]

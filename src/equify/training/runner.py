@@ -76,6 +76,7 @@ __all__ = [
     "run_adapt",
     "run_evaluate",
     "run_pretrain",
+    "run_train",
 ]
 
 logger = logging.getLogger(__name__)
@@ -827,6 +828,61 @@ def _model_metadata(method: str, data: DataBundle) -> dict[str, Any]:
         "num_classes": data.num_classes,
         "image_shape": list(data.train.image_shape),
     }
+
+
+def run_train(
+    cfg: dict[str, Any], resume: bool = False, overwrite: bool = False
+) -> dict[str, Any] | None:
+    """Train ``model.architecture`` from scratch (e.g. a P4 CNN), evaluate it, report.
+
+    The training is that of the stand-in pretrained model (``pretrain.*`` settings; the network
+    is saved as ``pretrained.pt``, so ``equify adapt`` can reuse it); the evaluation and the
+    report are those of ``equify adapt``, with the trained model as the only row. The run
+    directory is locked and checked like ``adapt``'s.
+
+    Returns:
+        The results (also ``results.json``), or None in DDP worker processes.
+    """
+    from equify.training.report import write_report
+
+    run_dir = Path(cfg["output_dir"])
+    rank_zero = is_rank_zero()
+    with RunLock(run_dir, "equify train"):
+        started = time.perf_counter()
+        data = prepare_data(cfg)
+        _check_trainer(cfg)
+        if rank_zero:
+            if resume:
+                _refuse_other_run(cfg, run_dir, None, "resuming with these settings")
+            elif overwrite:
+                clear_run(run_dir, _run_methods(run_dir), keep_pretrained=False)
+            else:
+                _refuse_other_run(cfg, run_dir, None, "a fresh `equify train` here")
+                _refuse_other_pretrained(cfg, data, run_dir)
+            save_config(cfg, run_dir / "config.yaml")
+        info = _pretrain(cfg, data, resume)
+        if not rank_zero:
+            return None
+        model = Normalized(info["model"], data.mean, data.std).eval()
+        name = cfg["model"]["architecture"]
+        evaluation = evaluate_models({name: model}, model, data, cfg)
+        results = {
+            "config": cfg,
+            "data": {
+                "name": data.name,
+                "train": len(data.train),
+                "val": len(data.val),
+                "test": len(data.test),
+                "image_shape": list(data.train.image_shape),
+            },
+            "group": str(parse_group(cfg["adapt"]["group"])),
+            "device": str(_device(cfg)),
+            "train_seconds": {name: info["seconds"]},
+            "total_seconds": time.perf_counter() - started,
+            "methods": evaluation,
+        }
+        write_report(results, {name: model}, data, run_dir)
+        return results
 
 
 def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
