@@ -1,4 +1,5 @@
-"""The ``equify`` command: ``pretrain``, ``adapt`` (the main job) and ``evaluate``.
+"""The ``equify`` command: ``adapt`` (the main job), ``pretrain``, ``train``, ``evaluate``,
+``check``.
 
 Examples::
 
@@ -8,6 +9,8 @@ Examples::
     equify adapt --output runs/d4 --resume         # continue an interrupted run
     equify evaluate --output runs/d4               # re-evaluate a finished run
     equify pretrain --data digits --output runs/digits
+    equify train --model p4cnn --data mnist --size 29 --group C4 --output runs/p4
+    equify check --model p4cnn --group C4 --sizes 24:40   # which sizes keep it exact
 """
 
 from __future__ import annotations
