@@ -94,7 +94,11 @@ def plot(runs: list[dict], out: Path) -> list[str]:
     files = []
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in runs:
-        label = f"{r['model']} @ {r['size']} ({'exact' if r['predicted_exact'] else 'off'})"
+        if r["model"] == "small_cnn":
+            label = f"{r['model']} @ {r['size']} (not equivariant)"
+        else:
+            grid = "exact size" if r["predicted_exact"] else "one pixel off"
+            label = f"{r['model']} @ {r['size']} ({grid})"
         ax.plot(
             r["angles"] + [360],
             [100 * a for a in r["accuracy"] + r["accuracy"][:1]],
