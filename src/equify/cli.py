@@ -77,7 +77,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--group", help="group: C4, C8, D4, SO2, ...")
         if name == "train":
             p.add_argument("--model", help="architecture to train: p4cnn, p4mcnn, small_cnn, ...")
-            p.add_argument("--size", type=int, help="input size N (data.size; odd for P4 CNNs)")
+            p.add_argument(
+                "--size",
+                type=int,
+                help="input size N (data.size); `equify check` tells which sizes keep a strided "
+                "P4 CNN exact (N = 4k + 1 for the default p4cnn)",
+            )
         if name in ("adapt", "evaluate"):
             p.add_argument(
                 "--zero-shot",
@@ -204,6 +209,15 @@ def _check_model(args: argparse.Namespace):
         if args.method == "pretrained":
             model = _load_pretrained(run / "pretrained.pt")
             channels = args.in_channels or int(model.mean.shape[1])
+        elif (
+            args.method not in cfg["adapt"]["methods"]
+            or not (run / "models" / f"{args.method}.pt").is_file()
+        ):
+            trained = [m for m in cfg["adapt"]["methods"] if (run / "models" / f"{m}.pt").is_file()]
+            raise ValueError(
+                f"the run in {run} has no model {args.method!r}; check one of: "
+                + ", ".join([*trained, "pretrained"])
+            )
         else:
             model = load_adapted(run, args.method)
             meta = read_checkpoint(run / "models" / f"{args.method}.pt").metadata
@@ -212,7 +226,8 @@ def _check_model(args: argparse.Namespace):
         if (run / "results.json").is_file():
             shape = json.loads((run / "results.json").read_text()).get("data", {})
             n = int(shape.get("image_shape", [1, 28])[-1])
-        return model, group, channels, f"{run}:{args.method}", list(range(n - 4, n + 5)), run
+        sizes = list(range(max(1, n - 4), n + 5))
+        return model, group, channels, f"{run}:{args.method}", sizes, run / "check"
     if args.output:
         raise ValueError("--output names a run directory: use it with --method (or --report)")
     if not args.group:
@@ -223,15 +238,20 @@ def _check_model(args: argparse.Namespace):
         raise ValueError(f"--kwargs must be a JSON object, got {args.kwargs!r}") from None
     if not isinstance(kwargs, dict):
         raise ValueError(f"--kwargs must be a JSON object, got {args.kwargs!r}")
+    if "in_channels" in kwargs:
+        raise ValueError("give the image channels with --in-channels, not in --kwargs")
     if args.model:
         torch.manual_seed(0)
-        model = create_model(args.model, in_channels=channels, **kwargs)
+        try:
+            model = create_model(args.model, in_channels=channels, **kwargs)
+        except TypeError as err:
+            raise ValueError(f"--kwargs do not fit the model {args.model!r}: {err}") from None
         label = args.model
     else:
         read_checkpoint(args.checkpoint)  # a clear error for a missing or corrupt file first
         model = load_model(args.checkpoint, factory=args.factory, factory_kwargs=kwargs or None)
         label = str(args.checkpoint)
-    return model, args.group, channels, label, list(range(24, 41)), Path("runs/check")
+    return model, args.group, channels, label, list(range(24, 41)), Path("runs") / "check"
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -245,7 +265,7 @@ def _check(args: argparse.Namespace) -> int:
         model, group, channels, label, sizes, out = _check_model(args)
         if args.sizes:
             sizes = parse_sizes(args.sizes)
-        report = Path(args.report) if args.report else out / "check"
+        report = Path(args.report) if args.report else out
         done = run_check(model, group, sizes, channels, report, label, args.feature_layer)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"equify: error: {err}", file=sys.stderr)

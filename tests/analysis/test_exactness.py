@@ -21,9 +21,10 @@ SIZES = range(20, 41)
         lambda: GroupCNN("C4", channels=(4, 6, 8)),
         lambda: GroupCNN("D4", channels=(3, 4)),
         lambda: GroupResNet("C4", channels=(4, 6)),
+        lambda: GroupResNet("D4", channels=(3, 4), blocks=2),
         lambda: GroupCNN("C4", channels=(4, 4, 4, 4), kernel_size=5),
     ],
-    ids=["p4cnn-3stages", "p4mcnn-2stages", "p4resnet", "p4cnn-4stages-k5"],
+    ids=["p4cnn-3stages", "p4mcnn-2stages", "p4resnet", "p4mresnet-2blocks", "p4cnn-4stages-k5"],
 )
 def test_prediction_matches_measurement_at_every_size(make) -> None:
     torch.manual_seed(0)
@@ -101,7 +102,8 @@ def test_nearest_exact_size() -> None:
     model = GroupCNN("C4", channels=(4, 6, 8))
     assert nearest_exact_size(model, "C4", 28, 1) == 29
     assert nearest_exact_size(model, "C4", 27, 1) == 29  # larger first at equal distance
-    assert nearest_exact_size(model, "C4", 27, 1, parity=True) == 25 or 29
+    assert nearest_exact_size(model, "C4", 27, 1, parity=True) == 29
+    assert nearest_exact_size(model, "C4", 3, 1) == 5  # 3 px is too small: skipped
     with pytest.raises(ValueError, match="no size within"):
         nearest_exact_size(model, "C4", 28, 1, max_distance=0)
 
@@ -156,3 +158,94 @@ def test_centred_axis_and_bad_input() -> None:
     with pytest.raises(TypeError, match="nn.Module"):
         exact_sizes(lambda x: x, "C4", [9], 1)
     assert CyclicGroup(4).order == 4
+
+
+class _Iso(nn.Module):
+    """A conv with isotropic kernels (equivariant where its grid is centred), then ``rest``."""
+
+    def __init__(self, rest: nn.Module, stride: int = 2, padding: int = 0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, stride=stride, padding=padding)
+        with torch.no_grad():
+            w = torch.randn(3, 1, 1, 1).expand(3, 1, 3, 3).clone()
+            self.conv.weight.copy_(w)
+        self.rest = rest
+
+    def forward(self, x):
+        return self.rest(self.conv(x))
+
+
+def _verdicts(model, sizes, group="C4"):
+    return exact_sizes(model, group, sizes, 1, out_action=ImageAction())
+
+
+def test_what_escapes_the_hooks_is_reported_not_guessed() -> None:
+    # asymmetric padding in a module: predicted off, and so measured
+    pad = nn.Sequential(nn.ZeroPad2d((1, 0, 1, 0)), _Iso(nn.AdaptiveAvgPool2d(1)))
+    for v in _verdicts(pad, [14, 17]):
+        assert v.predicted_exact is False and "asymmetric padding" in v.reason
+
+    class Sliced(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = _Iso(nn.AdaptiveAvgPool2d(1), stride=1, padding=1)
+
+        def forward(self, x):
+            return self.body(x[..., 1:, 1:])  # a size no module produced
+
+    (v,) = _verdicts(Sliced(), [15])
+    assert v.predicted_exact is None and "outside the traced modules" in v.reason
+    assert v.measured_exact is False
+
+    class Functional(nn.Module):  # a leaf with its own F.conv2d: unknown, not exact
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2, 1, 3, 3))
+
+        def forward(self, x):
+            return torch.nn.functional.conv2d(x, self.w, stride=2).mean((-2, -1), keepdim=True)
+
+    (v,) = _verdicts(Functional(), [14])
+    assert v.predicted_exact is None and "Functional is not a layer" in v.reason
+    (v,) = _verdicts(nn.Sequential(nn.PixelUnshuffle(2), nn.AdaptiveAvgPool2d(1)), [14])
+    assert v.predicted_exact is None
+    head = nn.Sequential(
+        _Iso(nn.Identity(), stride=1, padding=1), nn.Flatten(), nn.Linear(3 * 81, 2)
+    )
+    (v,) = exact_sizes(head, "C4", [9], 1)
+    assert v.predicted_exact is False and "flattens a 9x9 map" in v.reason
+
+
+def test_groups_and_geometry_that_do_not_fit() -> None:
+    from equify.canonicalization import DiscreteCanonicalizer, EquivariantModel
+    from equify.symmetrization import GroupAveraging
+
+    pred = nn.Sequential(nn.Flatten(), nn.Linear(81, 3))
+    for model in (
+        GroupAveraging(pred, "C2"),
+        EquivariantModel(pred, DiscreteCanonicalizer("C2", 1)),
+    ):
+        (v,) = exact_sizes(model, "C4", [9], 1)
+        assert v.predicted_exact is False and "built for C2" in v.reason and not v.measured_exact
+        (v,) = exact_sizes(model, "C2", [9], 1)
+        assert v.predicted_exact and v.measured_exact
+    p4 = GroupCNN("C4", channels=(3, 4))
+    (v,) = exact_sizes(p4, "D4", [9], 1)
+    assert v.predicted_exact is False and "built for C4" in v.reason and not v.measured_exact
+    tall = nn.Sequential(nn.MaxPool2d((3, 1), 1, (1, 0)), nn.AdaptiveAvgPool2d(1))
+    (v,) = exact_sizes(tall, "C4", [9], 1, out_action=ImageAction())
+    assert v.predicted_exact is False and "height and width" in v.reason
+    (v,) = exact_sizes(tall, "D1", [9], 1, out_action=ImageAction())  # flips only: fine
+    assert v.predicted_exact is True
+
+
+def test_ordinary_convolutions_leave_it_to_the_weights() -> None:
+    from equify.models import create_model
+
+    learned = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1))
+    (v,) = exact_sizes(learned, "C4", [28], 1, out_action=ImageAction())
+    assert v.predicted_exact is None and v.grid_centred is True
+    assert "depends on their weights" in v.reason and v.measured_exact is False
+    # the plain CNN of the benchmarks: its flattened head decides, whatever the weights
+    (v,) = exact_sizes(create_model("small_cnn"), "C4", [28], 1)
+    assert v.predicted_exact is False and "flattens a 4x4 map" in v.reason

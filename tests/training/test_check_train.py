@@ -55,6 +55,9 @@ def test_train_a_p4cnn_then_check_the_run(tmp_path, capsys):
     report = json.loads((out / "check" / "check.json").read_text())
     exact = [v["size"] for v in report["sizes"] if v["predicted_exact"]]
     assert exact == [9, 13] and (out / "check" / "exactness.png").is_file()
+    assert report["feature_layer"] == "net.features_net"  # found inside the wrapper
+    assert main(["check", "--output", str(out), "--method", "canon", "--quiet"]) == 2
+    assert "check one of: pretrained" in capsys.readouterr().err
 
 
 def test_check_a_registered_model_and_an_adapted_one(tmp_path, capsys):
@@ -115,6 +118,12 @@ def test_check_a_registered_model_and_an_adapted_one(tmp_path, capsys):
         (["check", "--model", "vgg", "--group", "C4"], "vgg"),
         (["check", "--model", "p4cnn", "--group", "C4", "--output", "x"], "--method"),
         (["check", "--checkpoint", "/nonexistent.pt", "--group", "C4"], "not found"),
+        (["check", "--model", "p4cnn", "--group", "C4", "--sizes", "40:24"], "increasing"),
+        (
+            ["check", "--model", "p4cnn", "--group", "C4", "--kwargs", '{"in_channels": 3}'],
+            "--in-channels",
+        ),
+        (["check", "--model", "p4cnn", "--group", "C4", "--kwargs", '{"nosuch": 3}'], "do not fit"),
     ],
 )
 def test_check_bad_input_exits_2(argv, message, capsys):

@@ -80,8 +80,12 @@ class LayerCheck:
         kind: its class name.
         input_size: ``(H, W)`` of its input.
         geometry: kernel, stride, padding, dilation (per axis), or the adaptive output size.
-        centred: whether its sampling grid is centred on both axes (None: not analysed).
-        reason: why it is or is not centred.
+        centred: whether the layer keeps the geometry symmetric (its grid centred on both axes,
+            its padding symmetric, its group containing the checked one); None: not analysed.
+        reason: why.
+        weights_decide: an ordinary convolution whose kernels are not symmetric under the
+            group: its grid may be centred, but whether it is equivariant depends on its
+            weights (only the measurement can tell).
     """
 
     name: str
@@ -90,6 +94,7 @@ class LayerCheck:
     geometry: dict[str, Any]
     centred: bool | None
     reason: str
+    weights_decide: bool = False
 
 
 @dataclass
@@ -98,9 +103,11 @@ class SizeVerdict:
 
     Attributes:
         size: the input size ``N`` (square ``N x N``).
-        predicted_exact: True when every analysed strided layer is centred and nothing was left
-            unanalysed; False when a layer is off-centre; None when some layer could not be
-            analysed.
+        predicted_exact: True when every layer keeps the geometry symmetric and commutes with the
+            group; False when one does not (an off-centre grid, asymmetric padding, a flattened
+            map, a layer or wrapper built for a smaller group); None when some layer could not
+            be analysed or ordinary convolutions with unsymmetric kernels leave it to the
+            weights.
         breaking_layer: the first off-centre layer's name (or None).
         reason: a sentence on the verdict.
         logit_error: measured max relative equivariance error of the model's output (None if
@@ -108,6 +115,7 @@ class SizeVerdict:
         feature_error: the same for the named feature layer's output (regular representation).
         layers: every traced layer.
         unanalysed: names of the layers that could not be analysed.
+        grid_centred: whether every sampling grid is centred (None when unknown).
     """
 
     size: int
@@ -118,6 +126,7 @@ class SizeVerdict:
     feature_error: float | None = None
     layers: list[LayerCheck] = field(default_factory=list)
     unanalysed: list[str] = field(default_factory=list)
+    grid_centred: bool | None = None
 
     @property
     def measured_exact(self) -> bool | None:
@@ -134,67 +143,206 @@ class SizeVerdict:
 EXACT_TOLERANCE = 1e-4
 
 
-def _check_layer(name: str, module: nn.Module, hw: tuple[int, int]) -> LayerCheck | None:
+# Leaf modules that act pointwise (or per channel, or on the group axis only): they keep the
+# geometry and commute with every spatial symmetry.
+_POINTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.AlphaDropout,
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.Softmax,
+    nn.LogSoftmax,
+)
+_PADS = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
+_STRIDED = (LiftingConv2d, GroupConv2d, nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+def _exact_by_construction() -> tuple[type, ...]:
+    """equify's own leaf modules that keep the geometry symmetric (or act on the group axis)."""
+    from equify.canonicalization.networks import InscribedDiskMask, SpatialMean
+    from equify.canonicalization.preprocess import ImagePreparation
+    from equify.nn import GroupPool, RegularBatchNorm, RegularGroupNorm
+    from equify.nn.norm import OneValueGroupNorm
+
+    return (
+        CentredPool2d,
+        GroupPool,
+        RegularBatchNorm,
+        RegularGroupNorm,
+        OneValueGroupNorm,
+        InscribedDiskMask,
+        SpatialMean,
+        ImagePreparation,
+    )
+
+
+def _has_quarter_turns(group: FiniteGroup) -> bool:
+    """Whether ``group`` has an exact element that swaps height and width (an odd 90° turn)."""
+    from equify.actions.image import exact_codes
+
+    codes = exact_codes(group.matrix(group.elements()))
+    return bool(((codes >= 0) & (codes % 2 == 1)).any())
+
+
+def _covers(inner: FiniteGroup, checked: FiniteGroup) -> bool:
+    """Whether every exact element of ``checked`` is an element of ``inner`` (by matrix)."""
+    mats = checked.matrix(_exact(checked))
+    try:
+        inner.from_matrix(mats)
+    except ValueError:
+        return False
+    return True
+
+
+def _symmetric_kernels(weight: torch.Tensor, group: FiniteGroup) -> bool:
+    """Whether a plain convolution's kernels are unchanged by the group's exact elements."""
+    w = weight.detach().double()
+    flat = w.reshape(-1, 1, *w.shape[-2:])
+    if flat.shape[-1] != flat.shape[-2]:
+        return False
+    act = ImageAction()
+    scale = float(w.abs().max()) or 1.0
+    return all(
+        float((act.apply(flat, int(h), group) - flat).abs().max()) <= 1e-6 * scale
+        for h in _exact(group)
+    )
+
+
+def _strided(name, module, kind, hw, checked: FiniteGroup) -> LayerCheck:
+    k = _pair(module.kernel_size)
+    s = _pair(module.stride if module.stride is not None else module.kernel_size)
+    d = _pair(getattr(module, "dilation", 1))
+    pad = module.padding
+    geometry = {"kernel": k, "stride": s, "padding": pad, "dilation": d}
+    if isinstance(pad, str):
+        if pad == "valid":
+            pad = 0
+        else:  # "same": d(k-1) in total, one more at the end when it is odd
+            ok = not any(di * (ki - 1) % 2 for di, ki in zip(d, k, strict=True))
+            why = "symmetric 'same' padding" if ok else "'same' padding is asymmetric"
+            return LayerCheck(name, kind, hw, geometry, ok, why)
+    p = _pair(pad)
+    if _has_quarter_turns(checked) and (
+        k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or d[0] != d[1]
+    ):
+        return LayerCheck(
+            name,
+            kind,
+            hw,
+            geometry,
+            False,
+            "different kernel, stride, padding or dilation on height and width: a 90° rotation "
+            "swaps them",
+        )
+    ok = [centred_axis(n, ki, si, pi, di) for n, ki, si, pi, di in zip(hw, k, s, p, d, strict=True)]
+    if all(ok):
+        return LayerCheck(
+            name, kind, hw, geometry, True, "stride 1" if s == (1, 1) else "centred grid"
+        )
+    a = ok.index(False)
+    n, ki, si, pi, di = hw[a], k[a], s[a], p[a], d[a]
+    span = n + 2 * pi - di * (ki - 1) - 1
+    rest = span % si if span >= 0 else "no output"
+    why = (
+        f"stride {si} on {n} px ({'height' if a == 0 else 'width'}): (N + 2p - d(k-1) - 1) % s = "
+        f"({n} + {2 * pi} - {di * (ki - 1)} - 1) % {si} = {rest}, not centred"
+    )
+    return LayerCheck(name, kind, hw, geometry, False, why)
+
+
+def _check_layer(
+    name: str, module: nn.Module, hw: tuple[int, int], checked: FiniteGroup
+) -> LayerCheck | None:
+    """The check of one leaf module that received a spatial input of size ``hw``; None for
+    layers that keep the geometry and commute with the group (nothing to report)."""
     kind = type(module).__name__
+    inner = getattr(module, "group", None)
+    if isinstance(inner, FiniteGroup) and not _covers(inner, checked):
+        return LayerCheck(
+            name,
+            kind,
+            hw,
+            {"group": str(inner)},
+            False,
+            f"built for {inner}: not equivariant to every element of {checked}",
+        )
     if isinstance(module, CentredPool2d):
         return LayerCheck(name, kind, hw, {"stride": module.stride}, True, "centred by design")
-    if isinstance(module, (LiftingConv2d, GroupConv2d, nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        k = _pair(module.kernel_size)
-        s = _pair(module.stride if module.stride is not None else module.kernel_size)
-        d = _pair(getattr(module, "dilation", 1))
-        pad = module.padding
-        geometry = {"kernel": k, "stride": s, "padding": pad, "dilation": d}
-        if isinstance(pad, str):
-            if pad == "valid":
-                pad = 0
-            elif pad == "same":
-                # 'same' pads d(k-1) in total: asymmetric (one more at the end) when it is odd
-                odd = [di * (ki - 1) % 2 for di, ki in zip(d, k, strict=True)]
-                ok = not any(odd)
-                why = "symmetric 'same' padding" if ok else "'same' padding is asymmetric"
-                return LayerCheck(name, kind, hw, geometry, ok, why)
-        p = _pair(pad)
-        ok = [
-            centred_axis(n, ki, si, pi, di)
-            for n, ki, si, pi, di in zip(hw, k, s, p, d, strict=True)
-        ]
-        if all(ok):
-            why = "stride 1" if s == (1, 1) else "centred grid"
-        else:
-            a = ok.index(False)
-            n, ki, si, pi, di = hw[a], k[a], s[a], p[a], d[a]
-            span = n + 2 * pi - di * (ki - 1) - 1
-            axis = "height" if a == 0 else "width"
-            rest = span % si if span >= 0 else "no output"
-            why = (
-                f"stride {si} on {n} px ({axis}): (N + 2p - d(k-1) - 1) % s = "
-                f"({n} + {2 * pi} - {di * (ki - 1)} - 1) % {si} = {rest}, not centred"
+    if isinstance(module, _STRIDED):
+        check = _strided(name, module, kind, hw, checked)
+        if (
+            check.centred
+            and type(module) is nn.Conv2d  # a plain convolution, not one of equify's
+            and not _symmetric_kernels(module.weight, checked)
+        ):
+            return LayerCheck(
+                name,
+                kind,
+                hw,
+                check.geometry,
+                True,
+                "ordinary convolution with kernels that change under the group: exactness "
+                "depends on its weights",
+                weights_decide=True,
             )
-        return LayerCheck(name, kind, hw, geometry, all(ok), why)
+        return check
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         out = module.output_size
         o = _pair(out if out is not None else hw)
         o = tuple(hw[i] if o[i] is None else o[i] for i in range(2))
         # bins [floor(i·N/M), ceil((i+1)·N/M)): mirror-symmetric for every N, M (checked anyway)
-        ok = [_adaptive_symmetric(n, m) for n, m in zip(hw, o, strict=True)]
-        why = "symmetric bins" if all(ok) else f"adaptive bins of {hw} -> {o} are not symmetric"
-        return LayerCheck(name, kind, hw, {"output_size": o}, all(ok), why)
-    if isinstance(module, nn.Upsample):
-        return LayerCheck(name, kind, hw, {}, None, "resamples: not analysed")
-    return None
+        ok = all(_adaptive_symmetric(n, m) for n, m in zip(hw, o, strict=True))
+        if ok and _has_quarter_turns(checked) and o[0] != o[1]:
+            return LayerCheck(name, kind, hw, {"output_size": o}, False, "non-square output grid")
+        why = "symmetric bins" if ok else f"adaptive bins of {hw} -> {o} are not symmetric"
+        return LayerCheck(name, kind, hw, {"output_size": o}, ok, why)
+    if isinstance(module, _PADS):
+        left, right, top, bottom = _pair4(module.padding)
+        ok = left == right and top == bottom
+        if ok and _has_quarter_turns(checked):
+            ok = left == top
+        why = "symmetric padding" if ok else f"asymmetric padding {(left, right, top, bottom)}"
+        return LayerCheck(name, kind, hw, {"padding": (left, right, top, bottom)}, ok, why)
+    if isinstance(module, nn.Flatten):
+        if hw == (1, 1):
+            return None
+        return LayerCheck(
+            name,
+            kind,
+            hw,
+            {},
+            False,
+            f"flattens a {hw[0]}x{hw[1]} map: the layers after it see where features are",
+        )
+    if isinstance(module, _POINTWISE + _exact_by_construction()):
+        return None
+    return LayerCheck(name, kind, hw, {}, None, f"{kind} is not a layer this analysis knows")
 
 
-_ANALYSED = (
-    CentredPool2d,
-    LiftingConv2d,
-    GroupConv2d,
-    nn.Conv2d,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-    nn.Upsample,
-)
+def _pair4(p: Any) -> tuple[int, int, int, int]:
+    if isinstance(p, (tuple, list)) and len(p) == 4:
+        return tuple(int(v) for v in p)  # type: ignore[return-value]
+    a, b = _pair(p)
+    return a, a, b, b
 
 
 def _adaptive_symmetric(n: int, m: int) -> bool:
@@ -204,43 +352,72 @@ def _adaptive_symmetric(n: int, m: int) -> bool:
     return all(starts[i] + ends[m - 1 - i] == n for i in range(m))
 
 
-def exactness_scope(model: nn.Module) -> tuple[nn.Module | None, str]:
-    """The part of ``model`` whose layers decide its exactness, and why.
+def exactness_scope(model: nn.Module, checked: FiniteGroup) -> tuple[nn.Module | None, str, str]:
+    """The part of ``model`` whose layers decide its exactness, a note, and a refusal.
 
     An :class:`~equify.canonicalization.EquivariantModel` is exact wherever its canonicalizer
-    is, whatever the predictor; a symmetrizer over an exact group is exact by construction (no
-    layer matters); any other model is decided by all its layers.
+    is, whatever the predictor (an optimization canonicalizer by construction); a symmetrizer is
+    exact by construction — if their group contains every exact element of the checked group
+    (else the third item says why not); any other model is decided by all its layers.
     """
-    from equify.canonicalization import EquivariantModel
+    from equify.canonicalization import EquivariantModel, OptimizationCanonicalizer
     from equify.symmetrization import Symmetrizer
 
+    own = getattr(getattr(model, "canonicalizer", model), "group", None)
+    wrapper = isinstance(model, (EquivariantModel, Symmetrizer))
+    if wrapper and isinstance(own, FiniteGroup) and not _covers(own, checked):
+        return None, "", f"the model is built for {own}: not equivariant to all of {checked}"
     if isinstance(model, EquivariantModel):
-        return model.canonicalizer, "canonicalization: only the canonicalizer's layers matter"
+        if isinstance(model.canonicalizer, OptimizationCanonicalizer):
+            return None, "optimization canonicalization: exact by construction", ""
+        return model.canonicalizer, "canonicalization: only the canonicalizer's layers matter", ""
     if isinstance(model, Symmetrizer):
-        return None, "symmetrization: exact by construction for the group's exact elements"
-    return model, ""
+        return None, "symmetrization: exact by construction for the group's exact elements", ""
+    return model, "", ""
 
 
 def trace_layers(
-    model: nn.Module, x: torch.Tensor, scope: nn.Module | None = None
+    model: nn.Module, x: torch.Tensor, checked: FiniteGroup, scope: nn.Module | None = None
 ) -> list[LayerCheck]:
-    """Run ``model(x)`` once with hooks and check every analysable layer of ``scope`` (default:
-    the whole model) that the call reaches, in order."""
+    """Run ``model(x)`` once with hooks on every leaf module of ``scope`` (default: the whole
+    model) and check each one that receives a spatial input, in call order.
+
+    A spatial input whose size no traced module produced (slicing, padding or a functional
+    call between modules changed it) is reported as not analysed.
+    """
     checks: list[LayerCheck] = []
     names = {m: n for n, m in model.named_modules()}
     handles = []
     scope = model if scope is None else scope
+    seen_sizes: set[tuple[int, int]] = {(x.shape[-2], x.shape[-1])}
 
-    def hook(module, args):
+    def hook(module, args, output):
         inp = args[0] if args else None
-        if isinstance(inp, torch.Tensor) and inp.dim() >= 3:
-            c = _check_layer(names.get(module, "?"), module, (inp.shape[-2], inp.shape[-1]))
-            if c is not None:
-                checks.append(c)
+        if not (isinstance(inp, torch.Tensor) and inp.dim() >= 3):
+            return
+        hw = (int(inp.shape[-2]), int(inp.shape[-1]))
+        name = names.get(module, "?")
+        if hw not in seen_sizes:
+            checks.append(
+                LayerCheck(
+                    f"before {name}",
+                    "(outside any module)",
+                    hw,
+                    {},
+                    None,
+                    f"the size became {hw[0]}x{hw[1]} outside the traced modules (slicing, padding "
+                    "or a functional call): not analysed",
+                )
+            )
+        c = _check_layer(name, module, hw, checked)
+        if c is not None:
+            checks.append(c)
+        if isinstance(output, torch.Tensor) and output.dim() >= 3:
+            seen_sizes.add((int(output.shape[-2]), int(output.shape[-1])))
 
     for m in scope.modules():
-        if isinstance(m, _ANALYSED):
-            handles.append(m.register_forward_pre_hook(hook))
+        if not any(True for _ in m.children()):
+            handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
             model(x)
@@ -309,10 +486,13 @@ def exact_sizes(
         for n in sizes:
             gen = torch.Generator().manual_seed(seed + n)
             x = torch.randn(batch, in_channels, n, n, generator=gen).to(device=device, dtype=dtype)
-            scope, note = exactness_scope(model)
-            layers = trace_layers(model, x, scope) if scope is not None else []
+            scope, note, refusal = exactness_scope(model, g)
+            layers = trace_layers(model, x, g, scope) if scope is not None else []
             verdict = _verdict(n, layers)
-            if note:
+            if refusal:
+                verdict.predicted_exact, verdict.grid_centred = False, None
+                verdict.breaking_layer, verdict.reason = "(the model's group)", refusal
+            elif note:
                 verdict.reason = f"{note}; {verdict.reason}"
             if measure:
                 act = out_action if out_action is not None else InvariantAction()
@@ -356,24 +536,41 @@ class _Capture(nn.Module):
 def _verdict(n: int, layers: list[LayerCheck]) -> SizeVerdict:
     unanalysed = [c.name for c in layers if c.centred is None]
     broken = next((c for c in layers if c.centred is False), None)
+    depends = [c.name for c in layers if c.weights_decide]
     if broken is not None:
         return SizeVerdict(
             n,
             False,
             broken.name,
             f"{broken.name} ({broken.kind}): {broken.reason}",
-            None,
-            None,
-            layers,
-            unanalysed,
+            layers=layers,
+            unanalysed=unanalysed,
+            grid_centred=False,
         )
     if unanalysed:
+        kinds = "; ".join(f"{c.name} ({c.kind}): {c.reason}" for c in layers if c.centred is None)
         return SizeVerdict(
-            n, None, None, f"not analysed: {', '.join(unanalysed)}", None, None, layers, unanalysed
+            n,
+            None,
+            None,
+            f"not analysed: {kinds}",
+            layers=layers,
+            unanalysed=unanalysed,
         )
-    strided = sum(1 for c in layers if c.reason not in ("stride 1",))
-    why = f"every strided layer is centred ({strided} checked)" if layers else "no layer to check"
-    return SizeVerdict(n, True, None, why, None, None, layers, unanalysed)
+    strided = sum(1 for c in layers if c.reason == "centred grid")
+    if depends:
+        return SizeVerdict(
+            n,
+            None,
+            None,
+            f"the grids are centred ({strided} strided layers), but {', '.join(depends)} "
+            "are ordinary convolutions whose kernels change under the group: exactness depends "
+            "on their weights",
+            layers=layers,
+            grid_centred=True,
+        )
+    why = f"every strided layer is centred ({strided} checked)" if strided else "no strided layer"
+    return SizeVerdict(n, True, None, why, layers=layers, grid_centred=True)
 
 
 def nearest_exact_size(
@@ -390,7 +587,7 @@ def nearest_exact_size(
         model, group, in_channels: as in :func:`exact_sizes`.
         size: the size you have.
         max_distance: how far to search.
-        parity: only sizes of ``size``'s parity (reachable by symmetric padding or cropping).
+        parity: only sizes of ``size``'s parity (reachable by symmetric padding).
 
     Raises:
         ValueError: no exact size within ``max_distance``.
@@ -399,7 +596,10 @@ def nearest_exact_size(
         for n in (size + delta, size - delta):
             if n < 1 or (parity and (n - size) % 2):
                 continue
-            (v,) = exact_sizes(model, group, [n], in_channels, measure=False)
+            try:
+                (v,) = exact_sizes(model, group, [n], in_channels, measure=False)
+            except (ValueError, RuntimeError):
+                continue  # too small for the model
             if v.predicted_exact:
                 return n
     raise ValueError(
@@ -409,9 +609,9 @@ def nearest_exact_size(
 
 
 class ExactSizePad(nn.Module):
-    """Bring inputs centrally to the nearest exact size, then run the model.
+    """Bring inputs centrally to an exact size, then run the model.
 
-    Symmetric zero padding (or cropping) changes the size by an even number of pixels and
+    Symmetric zero padding to a larger size changes the size by an even number of pixels and
     commutes with flips and 90° rotations; where no exact size of the input's parity is near
     (a network exact only at odd sizes, fed an even one), the input is resized with bilinear
     interpolation (``align_corners=False``, whose sampling grid is symmetric about the centre

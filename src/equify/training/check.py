@@ -38,10 +38,14 @@ def parse_sizes(text: str) -> list[int]:
                 raise ValueError
             lo, hi = parts[0], parts[1]
             step = parts[2] if len(parts) == 3 else 1
+            if hi < lo or step < 1:
+                raise ValueError(f"expected an increasing range like 24:40, got {text!r}")
             sizes = list(range(lo, hi + 1, step))
         else:
             sizes = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
+    except ValueError as err:
+        if "increasing" in str(err):
+            raise
         raise ValueError(f"expected sizes like 24:40, 24:40:2 or 27,28,29, got {text!r}") from None
     if not sizes or min(sizes) < 1:
         raise ValueError(f"sizes must be positive, got {text!r}")
@@ -117,8 +121,11 @@ def run_check(
         ``{"table": str, "verdicts": [...], "files": {...}}``.
     """
     g = parse_group(group) if isinstance(group, str) else group
-    if feature_layer is None and "features_net" in dict(model.named_modules()):
-        feature_layer = "features_net"  # the P4/P4M models' last regular feature map
+    if feature_layer is None:  # the P4/P4M models' last regular feature map, also when wrapped
+        names = [n for n, _ in model.named_modules()]
+        feature_layer = next(
+            (n for n in names if n == "features_net" or n.endswith(".features_net")), None
+        )
     verdicts = exact_sizes(model, g, sizes, in_channels, feature_layer=feature_layer)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
