@@ -87,3 +87,27 @@ def test_bad_options() -> None:
         load_splits("mnist6-180", pairing="both")
     with pytest.raises(TypeError, match="unexpected option"):
         load_splits("mnist6-m", color="rgb")
+
+
+def test_rotated_mnist_turns_every_digit_by_its_own_seeded_angle(mnist) -> None:
+    from equify.data import random_angles, rotate_randomly
+    from equify.data.rotated import angle_matrices
+
+    rotated = load_splits("rotated-mnist")
+    again = load_splits("rotated_mnist")
+    other = load_splits("rotated-mnist", seed=1)
+    for split, source in zip(rotated, mnist, strict=True):
+        assert len(split) == len(source) and torch.equal(split.labels, source.labels)
+        angles = random_angles(source)
+        assert angles.min() >= 0 and angles.max() < 360 and angles.std() > 90  # uniform-ish
+        expected = ImageAction().apply(source.images, angle_matrices(angles))
+        assert torch.equal(split.images, expected)
+        assert split.name.startswith("rotated-mnist/")
+    assert torch.equal(rotated.train.images, again.train.images)
+    assert not torch.equal(rotated.train.images, other.train.images)
+    assert not torch.equal(
+        random_angles(mnist.train), random_angles(mnist.test)[: len(mnist.train)]
+    )
+    assert rotate_randomly(mnist.test.subset(torch.arange(0))).images.shape[0] == 0
+    with pytest.raises(TypeError, match="ImageDataset"):
+        rotate_randomly(torch.zeros(1, 1, 4, 4))

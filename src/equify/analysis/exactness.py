@@ -180,11 +180,19 @@ def _exact_by_construction() -> tuple[type, ...]:
     """equify's own leaf modules that keep the geometry symmetric (or act on the group axis)."""
     from equify.canonicalization.networks import InscribedDiskMask, SpatialMean
     from equify.canonicalization.preprocess import ImagePreparation
-    from equify.nn import GroupPool, RegularBatchNorm, RegularGroupNorm
+    from equify.nn import (
+        GroupPool,
+        PartialBatchNorm,
+        PartialGroupPool,
+        RegularBatchNorm,
+        RegularGroupNorm,
+    )
     from equify.nn.norm import OneValueGroupNorm
 
     return (
         CentredPool2d,
+        PartialBatchNorm,
+        PartialGroupPool,
         GroupPool,
         RegularBatchNorm,
         RegularGroupNorm,
@@ -275,6 +283,12 @@ def _check_layer(
     """The check of one leaf module that received a spatial input of size ``hw``; None for
     layers that keep the geometry and commute with the group (nothing to report)."""
     kind = type(module).__name__
+    report = getattr(module, "exactness_report", None)
+    if callable(report):
+        verdict = report(checked)
+        if verdict is None:
+            return None
+        return LayerCheck(name, kind, hw, {}, verdict[0], verdict[1])
     inner = getattr(module, "group", None)
     if isinstance(inner, FiniteGroup) and not _covers(inner, checked):
         return LayerCheck(
@@ -393,6 +407,8 @@ def trace_layers(
 
     def hook(module, args, output):
         inp = args[0] if args else None
+        inp = getattr(inp, "tensor", inp)  # GroupFeatures of the partial layers
+        output = getattr(output, "tensor", output)
         if not (isinstance(inp, torch.Tensor) and inp.dim() >= 3):
             return
         hw = (int(inp.shape[-2]), int(inp.shape[-1]))
@@ -415,8 +431,14 @@ def trace_layers(
         if isinstance(output, torch.Tensor) and output.dim() >= 3:
             seen_sizes.add((int(output.shape[-2]), int(output.shape[-1])))
 
+    # layers that report their own exactness (the partial group convolutions) are traced as
+    # one unit; their inner modules (kernel networks, samplers) are not
+    units = [m for m in scope.modules() if callable(getattr(m, "exactness_report", None))]
+    inside = {id(c) for u in units for c in u.modules() if c is not u}
     for m in scope.modules():
-        if not any(True for _ in m.children()):
+        if id(m) in inside:
+            continue
+        if m in units or not any(True for _ in m.children()):
             handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():

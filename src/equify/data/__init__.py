@@ -17,7 +17,14 @@ from equify.data.fashion_mnist import DEFAULT_FASHION_MNIST_ROOT, load_fashion_m
 from equify.data.folder import load_image_folder
 from equify.data.idx import parse_idx, read_idx
 from equify.data.loading import DATASETS, available_datasets, load_dataset, load_splits
-from equify.data.partial import load_mnist6_180, load_mnist6_m, make_two_class_sixes
+from equify.data.partial import (
+    load_mnist6_180,
+    load_mnist6_m,
+    load_rotated_mnist,
+    make_two_class_sixes,
+    random_angles,
+    rotate_randomly,
+)
 from equify.data.rotated import RotatedDataset, RotationSet, orbit_batch, rotate_batch
 from equify.data.splits import DEFAULT_TEST_FRACTION, stratified_split
 from equify.data.transforms import (
@@ -47,13 +54,16 @@ __all__ = [
     "load_mnist",
     "load_mnist6_180",
     "load_mnist6_m",
+    "load_rotated_mnist",
     "load_splits",
     "make_two_class_sixes",
     "orbit_batch",
     "pad_to_size",
     "parse_idx",
+    "random_angles",
     "read_idx",
     "resize_images",
     "rotate_batch",
+    "rotate_randomly",
     "stratified_split",
 ]

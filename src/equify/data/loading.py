@@ -10,6 +10,7 @@ name            what                                                   split
                                                                        ``root/test`` or seeded
 ``mnist6-180``  upright 6s vs 6s rotated by 180° (Romero & Lohit)      from ``mnist``'s split
 ``mnist6-m``    6s vs mirrored 6s (Romero & Lohit)                     from ``mnist``'s split
+``rotated-mnist`` ``mnist`` with every digit turned by a random angle  from ``mnist``'s split
 ==============  =====================================================  ========================
 
 Seeded splits use ``test_fraction`` (default 0.2) and ``seed``; see
@@ -27,14 +28,22 @@ from equify.data.bundled import load_digits, load_mnist
 from equify.data.dataset import DatasetSplits, ImageDataset
 from equify.data.fashion_mnist import load_fashion_mnist
 from equify.data.folder import load_image_folder
-from equify.data.partial import load_mnist6_180, load_mnist6_m
+from equify.data.partial import load_mnist6_180, load_mnist6_m, load_rotated_mnist
 from equify.data.splits import DEFAULT_TEST_FRACTION, check_seed, check_test_fraction
 from equify.data.transforms import FITS, ChannelStats, channel_stats, fit_to_size, parse_size
 
 __all__ = ["DATASETS", "SPLITS", "available_datasets", "load_dataset", "load_splits"]
 
 #: Names accepted by :func:`load_splits` (``_`` may replace ``-``, case-insensitive).
-DATASETS = ("mnist", "fashion-mnist", "digits", "folder", "mnist6-180", "mnist6-m")
+DATASETS = (
+    "mnist",
+    "fashion-mnist",
+    "digits",
+    "folder",
+    "mnist6-180",
+    "mnist6-m",
+    "rotated-mnist",
+)
 #: Split names of :func:`load_dataset`.
 SPLITS = ("train", "test")
 
@@ -46,8 +55,9 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "folder": ("color",),
     "mnist6-180": ("pairing",),
     "mnist6-m": ("pairing",),
+    "rotated-mnist": (),
 }
-_ROOTLESS = ("mnist", "digits", "mnist6-180", "mnist6-m")
+_ROOTLESS = ("mnist", "digits", "mnist6-180", "mnist6-m", "rotated-mnist")
 
 
 def available_datasets() -> tuple[str, ...]:
@@ -113,6 +123,8 @@ def _raw_splits(
         return load_mnist(tf, seed)
     if key == "digits":
         return load_digits(tf, seed)
+    if key == "rotated-mnist":
+        return load_rotated_mnist(tf, seed)
     if key == "mnist6-180":
         return load_mnist6_180(tf, seed, pairing=options.get("pairing", "paired"))
     return load_mnist6_m(tf, seed, pairing=options.get("pairing", "paired"))

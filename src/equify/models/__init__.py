@@ -1,6 +1,7 @@
 """Ordinary (non-equivariant) predictor networks and checkpoint input/output.
 
-Besides the P4/P4M group CNNs (:mod:`equify.models.gcnn`), these are the "pretrained models"
+Besides the P4/P4M group CNNs (:mod:`equify.models.gcnn`) and the partial G-CNNs
+(:mod:`equify.models.partial_gcnn`), these are the "pretrained models"
 equify makes equivariant (no weights can be downloaded, so the
 library pretrains them on upright data) and the arbitrary networks of its tests and benchmarks.
 None of them is rotation- or reflection-equivariant. Users bring their own models: anything that
@@ -20,6 +21,13 @@ from equify.models.checkpoint import (
 from equify.models.cnn import SmallCNN
 from equify.models.dense import DensePredictor, coordinate_channels
 from equify.models.gcnn import GroupCNN, GroupResNet, p4cnn, p4mcnn, p4mresnet, p4resnet
+from equify.models.partial_gcnn import (
+    PartialGCNN,
+    ResidualCNN,
+    full_gcnn,
+    ordinary_cnn,
+    partial_gcnn,
+)
 from equify.models.registry import (
     architecture_of,
     available_models,
@@ -37,20 +45,25 @@ __all__ = [
     "DensePredictor",
     "GroupCNN",
     "GroupResNet",
+    "PartialGCNN",
     "PatchEmbeddingClassifier",
     "ResNet",
+    "ResidualCNN",
     "SmallCNN",
     "architecture_of",
     "available_models",
     "coordinate_channels",
     "create_model",
     "extract_state_dict",
+    "full_gcnn",
     "load_model",
     "load_state_dict_into",
+    "ordinary_cnn",
     "p4cnn",
     "p4mcnn",
     "p4mresnet",
     "p4resnet",
+    "partial_gcnn",
     "read_checkpoint",
     "register_model",
     "resnet18",

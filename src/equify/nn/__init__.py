@@ -1,25 +1,49 @@
-"""Group-equivariant layers for planar finite groups (``C_n``, ``D_n``), pure PyTorch.
+"""Group-equivariant layers, pure PyTorch: finite ``C_n``/``D_n`` and partial SE(2)/E(2).
 
 Regular feature maps are ``(B, C·|G|, H, W)`` with the group axis innermost (see
 :class:`~equify.actions.RegularAction`). Every layer has ``export()``, which returns plain PyTorch
-modules with the expanded weights precomputed.
+modules with the expanded weights precomputed. The partial group convolutions
+(:mod:`equify.nn.partial`, continuous kernels of :mod:`equify.nn.continuous`, learnable element
+distributions of :mod:`equify.nn.sampling`) carry :class:`GroupFeatures` ``(B, C, N, H, W)`` on
+sampled elements instead.
 """
 
+from equify.nn.continuous import KERNEL_NETS, KernelNet
 from equify.nn.gconv import GroupConv2d, LiftingConv2d
 from equify.nn.kernels import KERNEL_BASES, exact_elements, kernel_transform_basis
 from equify.nn.norm import RegularBatchNorm, RegularGroupNorm
+from equify.nn.partial import (
+    GroupFeatures,
+    PartialBatchNorm,
+    PartialGroupConv,
+    PartialGroupPool,
+    PartialLiftingConv,
+    kernel_positions,
+)
 from equify.nn.pool import CentredPool2d, GroupPool, centred_pool_geometry, is_centred
+from equify.nn.sampling import PARTIAL_GROUPS, ElementSampler, GroupSamples
 
 __all__ = [
     "KERNEL_BASES",
+    "KERNEL_NETS",
+    "PARTIAL_GROUPS",
     "CentredPool2d",
+    "ElementSampler",
     "GroupConv2d",
+    "GroupFeatures",
     "GroupPool",
+    "GroupSamples",
+    "KernelNet",
     "LiftingConv2d",
+    "PartialBatchNorm",
+    "PartialGroupConv",
+    "PartialGroupPool",
+    "PartialLiftingConv",
     "RegularBatchNorm",
     "RegularGroupNorm",
     "centred_pool_geometry",
     "exact_elements",
     "is_centred",
+    "kernel_positions",
     "kernel_transform_basis",
 ]

@@ -6,7 +6,12 @@ augmented fine-tuning) or a *wrapper* around one — an
 :class:`~equify.symmetrization.Symmetrizer` — recognised by its protocol: a ``predictor``
 attribute, ``forward_with_result(x) -> (logits, result)``, ``aux_loss(result)`` (the prior, the
 group-contrast loss, 0) and ``result.step_metrics()`` (cheap per-batch diagnostics to log). The
-module knows no method by name. Multi-GPU or multi-node training is a Trainer flag (``devices``,
+module knows no method by name. A network that learns its own equivariance (a
+:class:`~equify.models.PartialGCNN`) is recognised the same way, anywhere inside the model:
+``regularization_loss()`` is added to the training loss and ``equivariance_state()`` (θ and the
+reflection probability per layer) is logged after every epoch and kept, epoch by epoch, in
+:attr:`ClassifierModule.equivariance_history` (saved in the checkpoints, so a resumed run keeps
+it). The Multi-GPU or multi-node training is a Trainer flag (``devices``,
 ``strategy="ddp"``, ``num_nodes``): wrappers are used through their explicit, stateless form
 here, so they are safe under any strategy.
 """
@@ -26,7 +31,13 @@ try:
 except ImportError as err:  # pragma: no cover - train extra missing
     raise ImportError('training needs PyTorch Lightning: pip install "equify[train]"') from err
 
-__all__ = ["ClassifierModule", "NonFiniteLossError", "Normalized", "is_wrapper"]
+__all__ = [
+    "ClassifierModule",
+    "NonFiniteLossError",
+    "Normalized",
+    "find_learned_equivariance",
+    "is_wrapper",
+]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,6 +70,14 @@ class Normalized(nn.Module):
 def is_wrapper(model: nn.Module) -> bool:
     """True for models that wrap a predictor with the wrapper protocol (module docstring)."""
     return all(hasattr(model, a) for a in ("predictor", "forward_with_result", "aux_loss"))
+
+
+def find_learned_equivariance(model: nn.Module) -> nn.Module | None:
+    """The first module inside ``model`` with ``equivariance_state()`` (a partial G-CNN)."""
+    for m in model.modules():
+        if callable(getattr(m, "equivariance_state", None)):
+            return m
+    return None
 
 
 class ClassifierModule(L.LightningModule):
@@ -100,6 +119,9 @@ class ClassifierModule(L.LightningModule):
         #: Gumbel noise), so that a resumed run continues exactly as an uninterrupted one
         self.seed: int | None = None
         self.equivariant = is_wrapper(model)
+        self._learned = find_learned_equivariance(model)
+        #: ``[{"epoch": e, "layers": {layer: {"theta": ..., ...}}}]``: epoch 0 is the start
+        self.equivariance_history: list[dict] = []
         if not self.equivariant and self.prior_weight:
             raise ValueError("prior_weight needs a wrapper with an aux_loss (an EquivariantModel)")
         if self.lr_model == 0:
@@ -116,6 +138,30 @@ class ClassifierModule(L.LightningModule):
         if self.seed is not None:
             torch.manual_seed(self.seed * 1_000_003 + 7919 * self.current_epoch + self.global_rank)
         self._freeze_norm_layers()
+
+    def _record_equivariance(self, epoch: int) -> dict[str, dict[str, float]] | None:
+        if self._learned is None:
+            return None
+        state = self._learned.equivariance_state()
+        self.equivariance_history = [h for h in self.equivariance_history if h["epoch"] < epoch]
+        self.equivariance_history.append({"epoch": epoch, "layers": state})
+        return state
+
+    def on_fit_start(self) -> None:
+        if not self.equivariance_history:
+            self._record_equivariance(0)
+
+    def on_train_epoch_end(self) -> None:
+        state = self._record_equivariance(self.current_epoch + 1)
+        for layer, values in (state or {}).items():
+            for key, value in values.items():
+                self.log(f"equivariance/{layer}/{key}", value, on_epoch=True, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["equify_equivariance_history"] = self.equivariance_history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.equivariance_history = list(checkpoint.get("equify_equivariance_history", []))
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._freeze_norm_layers()  # validation may have reset the modes
@@ -153,6 +199,11 @@ class ClassifierModule(L.LightningModule):
         else:
             logits = self.model(x)
             loss = task = F.cross_entropy(logits, y)
+        regularizer = getattr(self._learned, "regularization_loss", None)
+        if stage == "train" and callable(regularizer):
+            reg = regularizer()
+            loss = loss + reg
+            self.log("train/regularization", reg.detach(), on_epoch=True, on_step=False)
         if stage == "train" and not math.isfinite(float(loss.detach())):
             raise NonFiniteLossError(
                 f"{self.method}: the training loss became {float(loss.detach())} at epoch "

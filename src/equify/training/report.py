@@ -67,7 +67,43 @@ def format_table(results: dict[str, Any]) -> str:
                 f"({degenerate} with a degenerate frame), averaged over their tie sets; "
                 f"{passes:.3f} predictor passes per input"
             )
+    learned = results.get("learned_equivariance")
+    if learned:
+        notes.append("learned equivariance of the returned model (θ: fraction of the circle):")
+        for layer, values in learned["selected_model"].items():
+            text = f"  {layer:<14} θ = {values['theta']:.3f}"
+            if "reflection_probability" in values:
+                text += f"   reflection p = {values['reflection_probability']:.3f}"
+            notes.append(text)
     return "\n".join(lines + notes)
+
+
+def _plot_learned_equivariance(results: dict[str, Any], path: Path) -> bool:
+    """θ (and the reflection probability) of every layer against the training epoch."""
+    learned = results.get("learned_equivariance")
+    if not learned or not learned.get("history"):
+        return False
+    history = learned["history"]
+    layers = list(history[-1]["layers"])
+    keys = [k for k in ("theta", "reflection_probability") if k in history[-1]["layers"][layers[0]]]
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
+    epochs = [h["epoch"] for h in history]
+    for ax, key in zip(axes[0], keys, strict=True):
+        for layer in layers:
+            ax.plot(
+                epochs, [h["layers"][layer][key] for h in history], marker="o", ms=3, label=layer
+            )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("θ (fraction of the circle)" if key == "theta" else "P(keep reflections)")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{results['data']['name']}: learned equivariance per layer ({learned['group']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 def _plt():
@@ -216,6 +252,7 @@ def write_report(
         ("accuracy_vs_angle", lambda p: _plot_angles(results, p)),
         ("canonical_orientations", lambda p: _plot_histograms(results, p)),
         ("canonicalized_examples", lambda p: _plot_examples(models, data.test, spec, p)),
+        ("learned_equivariance", lambda p: _plot_learned_equivariance(results, p)),
     )
     for name, plot in plots:
         path = run_dir / f"{name}.png"

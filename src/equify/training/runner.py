@@ -48,7 +48,12 @@ from equify.training.methods import (
     get_method,
     method_names,
 )
-from equify.training.module import ClassifierModule, Normalized, is_wrapper
+from equify.training.module import (
+    ClassifierModule,
+    Normalized,
+    find_learned_equivariance,
+    is_wrapper,
+)
 from equify.training.rundir import (
     RunDirectoryError,
     RunLock,
@@ -81,7 +86,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SEEDED_SOURCES = ("mnist", "digits", "mnist6-180", "mnist6-m")
+_SEEDED_SOURCES = ("mnist", "digits", "mnist6-180", "mnist6-m", "rotated-mnist")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -591,7 +596,12 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
                 "fingerprint": _pretrain_fingerprint(cfg, data),
             },
         )
-    return {"path": str(path), "seconds": seconds, "model": net.eval()}
+    return {
+        "path": str(path),
+        "seconds": seconds,
+        "model": net.eval(),
+        "equivariance_history": module.equivariance_history,
+    }
 
 
 def _method_model(
@@ -881,6 +891,13 @@ def run_train(
             "total_seconds": time.perf_counter() - started,
             "methods": evaluation,
         }
+        learned = find_learned_equivariance(info["model"])
+        if learned is not None:
+            results["learned_equivariance"] = {
+                "selected_model": learned.equivariance_state(),
+                "history": info["equivariance_history"],
+                "group": getattr(learned, "group_name", None),
+            }
         write_report(results, {name: model}, data, run_dir)
         return results
 
