@@ -76,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("adapt", "train"):
             p.add_argument("--group", help="group: C4, C8, D4, SO2, ...")
         if name == "train":
-            p.add_argument("--model", help="architecture to train: p4cnn, p4mcnn, small_cnn, ...")
+            p.add_argument(
+                "--model",
+                help="architecture to train: p4cnn, p4mcnn, partial_gcnn, full_gcnn, "
+                "ordinary_cnn, small_cnn, ...",
+            )
             p.add_argument(
                 "--size",
                 type=int,

@@ -23,6 +23,7 @@ def test_unknown_name_lists_the_valid_ones() -> None:
         "folder",
         "mnist6-180",
         "mnist6-m",
+        "rotated-mnist",
     }
     with pytest.raises(TypeError, match="dataset name"):
         load_splits(3)

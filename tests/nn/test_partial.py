@@ -117,10 +117,11 @@ def test_theta_at_the_boundary_still_gets_gradients_and_comes_back():
     assert s.theta_raw.grad is not None and s.theta_raw.grad != 0
 
 
-def test_reflection_probability_gets_gradients_through_the_straight_through_estimator():
+@pytest.mark.parametrize("estimator", ["relaxed", "straight_through"])
+def test_reflection_probability_gets_gradients_through_the_straight_through_estimator(estimator):
     torch.manual_seed(0)
-    lift = PartialLiftingConv(1, 2, 3, "E2", 4).train()
-    conv = PartialGroupConv(2, 2, 3, "E2", 4).train()
+    lift = PartialLiftingConv(1, 2, 3, "E2", 4, reflection_estimator=estimator).train()
+    conv = PartialGroupConv(2, 2, 3, "E2", 4, reflection_estimator=estimator).train()
     grads = []
     for _ in range(10):
         conv.zero_grad()
@@ -134,8 +135,10 @@ def test_reflection_probability_gets_gradients_through_the_straight_through_esti
     assert lift.sampler.reflection_raw.grad is not None
 
 
-def test_reflection_weight_is_a_bernoulli_draw_with_the_learned_probability():
-    s = ElementSampler("E2", 2, reflection_probability=0.3).train()
+@pytest.mark.parametrize("estimator", ["relaxed", "straight_through"])
+def test_reflection_weight_is_a_bernoulli_draw_with_the_learned_probability(estimator):
+    s = ElementSampler("E2", 2, reflection_probability=0.3, reflection_estimator=estimator)
+    s.train()
     gen = torch.Generator().manual_seed(3)
     keep = torch.stack([s(gen).weights[2:].detach() for _ in range(4000)])
     assert abs(float(keep[:, 0].mean()) - 0.3) < 0.03
@@ -167,6 +170,10 @@ def test_bad_arguments_are_clear_errors():
         PartialLiftingConv(1, 2, 4, "SE2", 4)
     with pytest.raises(TypeError, match="kernel options"):
         PartialLiftingConv(1, 2, 3, "SE2", 4, omega=3)
+    with pytest.raises(ValueError, match="reflection_estimator"):
+        ElementSampler("E2", 4, reflection_estimator="gumbel")
+    with pytest.raises(ValueError, match="theta_rate"):
+        ElementSampler("SE2", 4, theta_rate=0)
     with pytest.raises(ValueError, match="temperature"):
         ElementSampler("E2", 4, temperature=0)
     lift = PartialLiftingConv(1, 2, 3, "SE2", 4)

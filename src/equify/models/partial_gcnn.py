@@ -78,6 +78,8 @@ class PartialGCNN(nn.Module):
         monotonic_weight: λ of the monotonicity regulariser (0: off).
         theta_rate, reflection_rate: how much faster than the weights θ and p learn
             (:class:`~equify.nn.ElementSampler`).
+        reflection_estimator: the reflection weight's gradient, ``"relaxed"`` or
+            ``"straight_through"`` (:class:`~equify.nn.ElementSampler`).
         pooling: ``"max"`` or ``"mean"`` over the elements at the end.
         hidden, kernel_net, omega_0: the kernel networks' (:class:`~equify.nn.KernelNet`).
 
@@ -100,7 +102,8 @@ class PartialGCNN(nn.Module):
         theta: float = 1.0,
         monotonic_weight: float = 0.0,
         theta_rate: float = 1.0,
-        reflection_rate: float = 10.0,
+        reflection_rate: float = 100.0,
+        reflection_estimator: str = "relaxed",
         pooling: str = "max",
         hidden: int = 32,
         kernel_net: str = "siren",
@@ -125,6 +128,7 @@ class PartialGCNN(nn.Module):
             reflection_probability=1.0,
             theta_rate=theta_rate,
             reflection_rate=reflection_rate,
+            reflection_estimator=reflection_estimator,
             hidden=hidden,
             kernel_net=kernel_net,
             omega_0=omega_0,

@@ -131,6 +131,7 @@ class _PartialConv(nn.Module):
         stochastic: bool,
         theta_rate: float,
         reflection_rate: float,
+        reflection_estimator: str,
         hidden: int,
         layers: int,
         kernel_net: str,
@@ -156,6 +157,7 @@ class _PartialConv(nn.Module):
                 stochastic=stochastic,
                 theta_rate=theta_rate,
                 reflection_rate=reflection_rate,
+                reflection_estimator=reflection_estimator,
             )
             if sampler
             else None
@@ -250,7 +252,7 @@ class PartialLiftingConv(_PartialConv):
         padding: zero padding (default ``k // 2``: same size).
         bias: one bias per output field (shared by the elements).
         theta, learn_theta, reflection_probability, learn_reflection, stochastic, theta_rate,
-            reflection_rate: the :class:`~equify.nn.ElementSampler`'s.
+            reflection_rate, reflection_estimator: the :class:`~equify.nn.ElementSampler`'s.
         hidden, layers, kernel_net, omega_0: the :class:`KernelNet`'s.
         circular: zero the kernel outside the inscribed disc.
 
@@ -274,7 +276,8 @@ class PartialLiftingConv(_PartialConv):
         learn_reflection: bool = True,
         stochastic: bool = True,
         theta_rate: float = 1.0,
-        reflection_rate: float = 10.0,
+        reflection_rate: float = 100.0,
+        reflection_estimator: str = "relaxed",
         **kernel: object,
     ) -> None:
         opts = {**_KERNEL_DEFAULTS, **_check_kernel_options(kernel)}
@@ -296,6 +299,7 @@ class PartialLiftingConv(_PartialConv):
             stochastic=stochastic,
             theta_rate=theta_rate,
             reflection_rate=reflection_rate,
+            reflection_estimator=reflection_estimator,
             **opts,
         )
 
@@ -355,7 +359,8 @@ class PartialGroupConv(_PartialConv):
         learn_reflection: bool = True,
         stochastic: bool = True,
         theta_rate: float = 1.0,
-        reflection_rate: float = 10.0,
+        reflection_rate: float = 100.0,
+        reflection_estimator: str = "relaxed",
         **kernel: object,
     ) -> None:
         opts = {**_KERNEL_DEFAULTS, **_check_kernel_options(kernel)}
@@ -378,6 +383,7 @@ class PartialGroupConv(_PartialConv):
             stochastic=stochastic,
             theta_rate=theta_rate,
             reflection_rate=reflection_rate,
+            reflection_estimator=reflection_estimator,
             **opts,
         )
         self.reflections = probe.reflections

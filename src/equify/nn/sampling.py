@@ -10,9 +10,11 @@ group its output elements are drawn from. :class:`ElementSampler` owns that subs
   the fixed, evenly spaced ``θ·(-π + 2πi/N)``: at θ = 1 and N = 4 the multiples of 90°, C4.
 * **reflections** (E(2)): the N rotations once plainly and once after the left-right flip
   (``2N`` elements). The flipped half carries a weight ``m ∈ {0, 1}``, drawn in training from a
-  relaxed Bernoulli with probability ``p`` (logistic noise, temperature τ) and made hard with a
-  straight-through estimator (forward the 0/1 value, backward the relaxed sample's gradient);
-  in evaluation ``m = [p ≥ 1/2]``. A weight of 0 removes the flipped elements from every sum
+  Bernoulli with probability ``p`` and always 0/1 in the forward pass; its gradient is a
+  straight-through estimator: ``reflection_estimator="relaxed"`` backpropagates the relaxed
+  Bernoulli (binary Concrete: logistic noise, temperature τ) sample the hard value was
+  thresholded from, ``"straight_through"`` passes ``∂m/∂p = 1`` (Bengio et al. 2013). In
+  evaluation ``m = [p ≥ 1/2]``. A weight of 0 removes the flipped elements from every sum
   over the group that follows (:class:`~equify.nn.PartialGroupConv`,
   :class:`~equify.nn.PartialGroupPool`).
 * **finite groups** ``C_n`` / ``D_n``: the group's own elements, fixed (no θ, no sampling).
@@ -22,8 +24,10 @@ and used clamped to ``[0, 1]`` with a straight-through gradient, so a value at t
 still receives gradients and can come back. Each is stored divided by a *rate*
 (``theta_rate``, ``reflection_rate``): an optimizer such as Adam, whose steps have about the
 learning rate's size whatever the gradient, then moves the value ``rate`` times faster than the
-network's weights. The reflection's default rate is 10: its straight-through gradient is noisy
-and, at rate 1, p needs hundreds of epochs to leave 1 (measured on MNIST6-M).
+network's weights. The reflection's default rate is 100: its straight-through gradient is noisy,
+and on MNIST6-M (E(2), Adam 1e-3) p hardly left 1 in 6 epochs at rate 1 (0.99) or rate 10
+(0.92), while at rate 100 the layers' p fell below 1/2 within two epochs and the network reached
+100% test accuracy after 10 (relaxed) or 8 (straight-through) epochs.
 
 Elements are ``(angle, flip)`` pairs meaning ``g = R(angle) F^flip`` with ``F`` the
 left-right flip ``(x, y) -> (-x, y)`` in display coordinates (y up, angles counter-clockwise).
@@ -43,12 +47,15 @@ from equify.groups import group as parse_group
 
 __all__ = [
     "PARTIAL_GROUPS",
+    "REFLECTION_ESTIMATORS",
     "ElementSampler",
     "GroupSamples",
     "check_unit_interval",
     "snap_trig",
 ]
 
+#: Gradient estimators of the reflection weight.
+REFLECTION_ESTIMATORS = ("relaxed", "straight_through")
 #: Rotations sampled per pass when ``samples`` is None (continuous groups).
 DEFAULT_SAMPLES = 8
 #: Continuous groups a partial layer samples from (finite ``C_n``/``D_n`` names work too).
@@ -142,6 +149,7 @@ class ElementSampler(nn.Module):
         reflection_probability: initial probability of keeping the flipped elements (E(2)).
         learn_reflection: make that probability a parameter (E(2)).
         temperature: τ of the relaxed Bernoulli (1 keeps its gradient alive at p = 1).
+        reflection_estimator: ``"relaxed"`` or ``"straight_through"`` (module docstring).
         theta_rate: how much faster than the weights θ learns (see the module docstring).
         reflection_rate: the same for the reflection probability.
         stochastic: draw random (stratified) samples in training mode; False uses the
@@ -161,8 +169,9 @@ class ElementSampler(nn.Module):
         reflection_probability: float = 1.0,
         learn_reflection: bool = True,
         temperature: float = 1.0,
+        reflection_estimator: str = "relaxed",
         theta_rate: float = 1.0,
-        reflection_rate: float = 10.0,
+        reflection_rate: float = 100.0,
         stochastic: bool = True,
     ) -> None:
         super().__init__()
@@ -190,6 +199,12 @@ class ElementSampler(nn.Module):
         if not temperature > 0:
             raise ValueError(f"expected temperature > 0, got {temperature}")
         self.temperature = float(temperature)
+        if reflection_estimator not in REFLECTION_ESTIMATORS:
+            raise ValueError(
+                f"reflection_estimator must be one of {REFLECTION_ESTIMATORS}, got "
+                f"{reflection_estimator!r}"
+            )
+        self.reflection_estimator = reflection_estimator
         self.theta_rate = _check_rate(theta_rate, "theta_rate")
         self.reflection_rate = _check_rate(reflection_rate, "reflection_rate")
         self.stochastic = bool(stochastic) and self.finite is None
@@ -290,6 +305,9 @@ class ElementSampler(nn.Module):
             return hard + (p - p.detach())  # gradient of the expectation in evaluation
         u = torch.rand((), generator=generator, dtype=torch.float64, device=_dev(generator))
         u = u.to(device=p.device, dtype=p.dtype).clamp(1e-6, 1 - 1e-6)
+        if self.reflection_estimator == "straight_through":
+            hard = (u < p.detach()).to(p.dtype)
+            return hard + (p - p.detach())
         noise = torch.log(u) - torch.log1p(-u)
         pc = p + (p.detach().clamp(1e-6, 1 - 1e-6) - p.detach())
         soft = torch.sigmoid((torch.log(pc) - torch.log1p(-pc) + noise) / self.temperature)
