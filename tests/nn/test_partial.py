@@ -109,12 +109,78 @@ def test_theta_receives_gradients_in_training_and_evaluation():
 
 
 def test_theta_at_the_boundary_still_gets_gradients_and_comes_back():
-    s = ElementSampler("SE2", 4, theta=1.0)
+    s = ElementSampler("SE2", 4, theta=1.0).train()
     with torch.no_grad():
         s.theta_raw.fill_(1.3)  # an optimizer overshot
     assert float(s.theta.detach()) == 1.0
     s().angles.sum().backward()
     assert s.theta_raw.grad is not None and s.theta_raw.grad != 0
+    assert float(s.theta_raw.detach()) == 1.0  # projected back: one step inwards moves θ again
+    opt = torch.optim.SGD(s.parameters(), lr=0.01)
+    s.theta_raw.grad = torch.tensor(1.0)  # a loss that wants less rotation
+    opt.step()
+    assert float(s.theta.detach()) < 1.0
+
+
+def test_rates_travel_with_the_state_dict():
+    a = ElementSampler("E2", 4, theta=0.6, reflection_probability=0.3, theta_rate=5.0)
+    b = ElementSampler("E2", 4, theta_rate=1.0, reflection_rate=7.0)
+    b.load_state_dict(a.state_dict())
+    assert abs(float(b.theta.detach()) - 0.6) < 1e-6
+    assert abs(float(b.reflection_probability.detach()) - 0.3) < 1e-6
+    with pytest.raises(ValueError, match="finite"):
+        ElementSampler("SE2", 4, theta_rate=float("inf"))
+    with pytest.raises(TypeError, match="reflection_rate"):
+        ElementSampler("E2", 4, reflection_rate="fast")
+
+
+@pytest.mark.parametrize("group", ["SE2", "E2"])
+def test_any_sample_set_is_carried_along_by_the_group(group):
+    """layer(u·x, u·S) = u·layer(x, S) for arbitrary (non-group) sample sets S and u in D4."""
+    torch.manual_seed(0)
+    lift = PartialLiftingConv(1, 2, 5, group, 3).double()
+    conv = PartialGroupConv(2, 2, 3, group, 3).double()
+    n = 3
+    flips_in = [0.0] * n + ([1.0] * n if group == "E2" else [])
+    flips = torch.tensor(flips_in, dtype=torch.float64)
+    a_in = torch.rand(len(flips_in), dtype=torch.float64) * 6 - 3
+    a_out = torch.rand(len(flips_in), dtype=torch.float64) * 6 - 3
+    ones = torch.ones_like(flips)
+
+    def act_on(angles, fl, k, f):  # u = R(kπ/2) F^f acting on elements g = R(a) F^s
+        u_angle = k * math.pi / 2
+        new = torch.where(torch.tensor(bool(f)), u_angle - angles, u_angle + angles)
+        return new, (fl + f) % 2
+
+    x = torch.randn(1, 1, 9, 9, dtype=torch.float64)
+    s_in = GroupSamples(a_in, flips, ones)
+    s_out = GroupSamples(a_out, flips, ones)
+    h = lift(x, s_in)
+    y = conv(h, s_out).tensor
+    for k in range(4):
+        for f in (0, 1) if group == "E2" else (0,):
+            ux = _transform(x, k, False)
+            if f:  # u = R F: flip first, then rotate
+                ux = torch.rot90(torch.flip(x, (-1,)), k, (-2, -1))
+            ai, fi = act_on(a_in, flips, k, f)
+            ao, fo = act_on(a_out, flips, k, f)
+            hu = lift(ux, GroupSamples(ai, fi, ones))
+            yu = conv(hu, GroupSamples(ao, fo, ones)).tensor
+            expected = torch.rot90(torch.flip(y, (-1,)) if f else y, k, (-2, -1))
+            assert torch.allclose(
+                hu.tensor,
+                torch.rot90(torch.flip(h.tensor, (-1,)) if f else h.tensor, k, (-2, -1)),
+                atol=1e-10,
+            )
+            assert torch.allclose(yu, expected, atol=1e-10)
+
+
+def test_mixed_precision_autocast_runs():
+    lift = PartialLiftingConv(1, 2, 3, "SE2", 4)
+    conv = PartialGroupConv(2, 2, 3, "SE2", 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = PartialGroupPool("max")(conv(lift(torch.rand(2, 1, 8, 8))))
+    assert y.shape == (2, 2, 8, 8) and torch.isfinite(y.float()).all()
 
 
 @pytest.mark.parametrize("estimator", ["relaxed", "straight_through"])
@@ -132,7 +198,7 @@ def test_reflection_probability_gets_gradients_through_the_straight_through_esti
         PartialGroupPool("max")(h).square().sum().backward()
         grads.append(float(conv.sampler.reflection_raw.grad))
     assert all(math.isfinite(g) for g in grads) and any(g != 0 for g in grads)
-    assert lift.sampler.reflection_raw.grad is not None
+    assert lift.sampler.reflection_raw.grad is not None and lift.sampler.reflection_raw.grad != 0
 
 
 @pytest.mark.parametrize("estimator", ["relaxed", "straight_through"])

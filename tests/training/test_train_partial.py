@@ -82,6 +82,8 @@ def test_history_is_kept_in_checkpoints():
     again.on_fit_start()  # a resumed fit keeps the history instead of restarting it
     assert [h["epoch"] for h in again.equivariance_history] == [0, 1]
     assert again.equivariance_history[0]["layers"]["lift"]["reflection_probability"] == 1.0
+    # the network is held by reference, not a second time in the module's state
+    assert not [k for k in module.state_dict() if k.startswith("_learned")]
     plain = ClassifierModule(torch.nn.Linear(2, 2), lr_model=1e-3)
     plain.on_fit_start()
     assert plain.equivariance_history == []

@@ -42,6 +42,7 @@ __all__ = [
     "PartialGroupPool",
     "PartialLiftingConv",
     "kernel_positions",
+    "spatial",
 ]
 
 
@@ -180,6 +181,11 @@ class _PartialConv(nn.Module):
     def _dtype(self) -> torch.dtype:
         return self.kernel.net[0].weight.dtype
 
+    def _work_dtype(self) -> torch.dtype:
+        """Angles, rotations and their snapping run in float64 for float64 weights, else in
+        float32 (half-precision angles would miss the exact 90° pixels)."""
+        return torch.float64 if self._dtype() == torch.float64 else torch.float32
+
     def _samples(self, samples: GroupSamples | None) -> GroupSamples:
         if samples is None:
             if self.sampler is None:
@@ -189,12 +195,12 @@ class _PartialConv(nn.Module):
             samples = self.sampler()
         if not isinstance(samples, GroupSamples):
             raise TypeError(f"expected samples as GroupSamples, got {type(samples).__name__}")
-        return samples.to(self._dtype(), self.positions.device)
+        return samples.to(self._work_dtype(), self.positions.device)
 
     def _check_dtype(self, x: torch.Tensor, name: str) -> None:
         if not x.is_floating_point():
             raise TypeError(f"{name} expected floating inputs, got dtype {x.dtype}")
-        if x.dtype != self._dtype():
+        if x.dtype != self._dtype() and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(
                 f"{name} has {self._dtype()} weights but got {x.dtype} inputs: convert the model "
                 f"(model.to({x.dtype})) or the inputs"
@@ -306,8 +312,9 @@ class PartialLiftingConv(_PartialConv):
     def filter_bank(self, samples: GroupSamples) -> torch.Tensor:
         """Conv weights ``(C'·N, C, k, k)`` for the output elements ``samples``."""
         k, n = self.kernel_size, len(samples)
-        q = _inverse_act(samples, self.positions.to(self._dtype()))  # (N, P, 2)
-        values = self.kernel(q.reshape(-1, 2)) * self.mask.to(q.dtype).repeat(n)[:, None]
+        q = _inverse_act(samples, self.positions.to(self._work_dtype()))  # (N, P, 2)
+        values = self.kernel(q.reshape(-1, 2).to(self._dtype()))
+        values = values * self.mask.to(values.dtype).repeat(n)[:, None]
         values = values.view(n, k, k, self.out_channels, self.in_channels)
         return values.permute(3, 0, 4, 1, 2).reshape(self.out_channels * n, self.in_channels, k, k)
 
@@ -392,7 +399,7 @@ class PartialGroupConv(_PartialConv):
         """Conv weights ``(C'·N_out, C·N_in, k, k)`` from input to output elements."""
         k, n_in, n_out = self.kernel_size, len(inputs), len(outputs)
         p = self.positions.shape[0]
-        q = _inverse_act(outputs, self.positions.to(self._dtype()))  # (N_out, P, 2)
+        q = _inverse_act(outputs, self.positions.to(self._work_dtype()))  # (N_out, P, 2)
         sign = 1.0 - 2.0 * outputs.flips  # g⁻¹h = R((-1)^s (b - a)) F^(s xor t)
         delta = sign[:, None] * (inputs.angles[None, :] - outputs.angles[:, None])
         rel = [snap_trig(torch.cos(delta)), snap_trig(torch.sin(delta))]
@@ -407,7 +414,7 @@ class PartialGroupConv(_PartialConv):
             ],
             dim=-1,
         )
-        values = self.kernel(points.reshape(-1, points.shape[-1]))
+        values = self.kernel(points.reshape(-1, points.shape[-1]).to(self._dtype()))
         values = values * self.mask.to(values.dtype).repeat(n_out * n_in)[:, None]
         values = values.view(n_out, n_in, k, k, self.out_channels, self.in_channels)
         values = values.permute(4, 0, 5, 1, 2, 3)
@@ -419,10 +426,10 @@ class PartialGroupConv(_PartialConv):
         x = _check_features(x, self.in_channels, name)
         self._check_dtype(x.tensor, name)
         out = self._samples(samples)
-        inp = x.samples.to(self._dtype(), self.positions.device)
+        inp = x.samples.to(self._work_dtype(), self.positions.device)
         n_in = len(inp)
         w = inp.weights * (n_in / inp.weights.sum().clamp_min(1e-12))
-        t = x.tensor * w.view(1, 1, -1, 1, 1)
+        t = x.tensor * w.to(x.tensor.dtype).view(1, 1, -1, 1, 1)
         b, c, _, h, wd = t.shape
         y = self._conv(t.reshape(b, c * n_in, h, wd), self.filter_bank(inp, out), len(out))
         return GroupFeatures(y, out)
@@ -441,6 +448,10 @@ def _check_kernel_options(options: dict[str, object]) -> dict[str, object]:
 class PartialBatchNorm(nn.BatchNorm3d):
     """Batch norm of :class:`GroupFeatures`: statistics per field over batch, elements, plane.
 
+    The statistics include the elements of weight 0: their features are computed (only their
+    contribution to the sums over the group that follow is dropped), so in training they move
+    the batch statistics like any other element.
+
     Args:
         fields: ``C``.
         **kwargs: those of :class:`torch.nn.BatchNorm3d`.
@@ -452,7 +463,8 @@ class PartialBatchNorm(nn.BatchNorm3d):
     def forward(self, x: GroupFeatures) -> GroupFeatures:  # type: ignore[override]
         x = _check_features(x, self.num_features, type(self).__name__)
         if x.tensor.shape[0] == 0:
-            return x.with_tensor(x.tensor * self.weight.view(1, -1, 1, 1, 1))
+            w = self.weight if self.weight is not None else x.tensor.new_ones(self.num_features)
+            return x.with_tensor(x.tensor * w.view(1, -1, 1, 1, 1))
         return x.with_tensor(super().forward(x.tensor))
 
 
@@ -463,7 +475,9 @@ POOL_REDUCTIONS = ("max", "mean")
 class PartialGroupPool(nn.Module):
     """Pool :class:`GroupFeatures` over the elements: ``(B, C, N, H, W) -> (B, C, H, W)``.
 
-    ``"mean"``: ``Σ w_i f_i / Σ w_i``. ``"max"``: the max over the elements of weight 1 — written
+    ``"mean"``: ``Σ w_i f_i / Σ w_i``. ``"max"``: the max over the elements of weight 1 (a
+    dropped element gets no gradient for its weight from the max: the weight's gradient comes
+    from the group convolutions' sums) — written
     as ``m + max_i w_i (f_i - m)`` with ``m`` the minimum over the elements of non-zero weight
     (at least one element always has weight 1), so that a 0/1 weight drops an element
     exactly and the weights still receive gradients. Both are invariant to any permutation of

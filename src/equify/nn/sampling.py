@@ -92,7 +92,8 @@ class GroupSamples:
 def snap_trig(v: torch.Tensor) -> torch.Tensor:
     """Round cosines/sines within rounding of -1, 0 or 1 to exactly that value.
 
-    The tolerance is ``1e-6`` in float32 (and lower precisions) and ``1e-12`` in float64. The
+    The tolerance is ``1e-12`` in float64 and ``1e-6`` otherwise (the partial layers compute
+    angles in float32 at least). The
     value is replaced, the gradient passes unchanged (straight-through), so multiples of 90°
     turn kernel pixels into kernel pixels exactly while θ keeps its gradient.
     """
@@ -222,20 +223,41 @@ class ElementSampler(nn.Module):
             self.register_buffer("reflection_raw", q)
         self.learn_theta = learn_theta
         self.learn_reflection = learn_p
+        # the rates are saved with the stored values, so a checkpoint loads into a model built
+        # with other rates without changing θ or p
+        self.register_buffer("theta_scale", torch.tensor(self.theta_rate))
+        self.register_buffer("reflection_scale", torch.tensor(self.reflection_rate))
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Bring the stored θ and p back into ``[0, 1]`` (in place).
+
+        Their use is clamped with the identity's gradient; without this projection a loss that
+        keeps pushing θ above 1 would grow the stored value with no effect, and θ would need
+        as many steps to come back. Called before every training pass.
+        """
+        for learn, raw, scale in (
+            (self.learn_theta, self.theta_raw, self.theta_scale),
+            (self.learn_reflection, self.reflection_raw, self.reflection_scale),
+        ):
+            top = 1.0 / float(scale)
+            if learn and not 0.0 <= float(raw.detach()) <= top:  # touch it only when needed
+                raw.clamp_(0.0, top)
 
     @property
     def theta(self) -> torch.Tensor:
         """θ in ``[0, 1]`` (a 0-d tensor, differentiable)."""
         if self.finite is not None:
             return torch.ones((), dtype=self.theta_raw.dtype, device=self.theta_raw.device)
-        return _clamped(self.theta_raw * self.theta_rate)
+        return _clamped(self.theta_raw * self.theta_scale)
 
     @property
     def reflection_probability(self) -> torch.Tensor:
         """The probability of keeping the flipped elements (0 for SE(2) and ``C_n``)."""
+        ref = self.theta_raw
         if self.finite is not None:
-            return torch.ones(()) if self.reflections else torch.zeros(())
-        return _clamped(self.reflection_raw * self.reflection_rate)
+            return torch.full((), float(self.reflections), dtype=ref.dtype, device=ref.device)
+        return _clamped(self.reflection_raw * self.reflection_scale)
 
     @torch.no_grad()
     def set_(self, theta: float | None = None, reflection_probability: float | None = None) -> None:
@@ -244,12 +266,12 @@ class ElementSampler(nn.Module):
             value = check_unit_interval(theta, "theta")
             if self.finite is not None and value != 1.0:
                 raise ValueError(f"a finite group {self.finite} has θ = 1, got {value}")
-            self.theta_raw.fill_(value / self.theta_rate)
+            self.theta_raw.fill_(value / float(self.theta_scale))
         if reflection_probability is not None:
             value = check_unit_interval(reflection_probability, "reflection_probability")
             if not self.reflections or self.finite is not None:
                 raise ValueError(f"{self.group_name} has no learnable reflection probability")
-            self.reflection_raw.fill_(value / self.reflection_rate)
+            self.reflection_raw.fill_(value / float(self.reflection_scale))
 
     @property
     def size(self) -> int:
@@ -276,20 +298,23 @@ class ElementSampler(nn.Module):
         """
         if self.finite is not None:
             return self._finite()
+        if self.training:
+            self.project_()
         ref = self.theta_raw
+        work = torch.float64 if ref.dtype == torch.float64 else torch.float32
         n = self.samples
         random = self.training and self.stochastic
         i = torch.arange(n, dtype=torch.float64, device=ref.device)
         if random:
             eps = torch.rand((), generator=generator, dtype=torch.float64, device=_dev(generator))
             i = i + eps.to(ref.device)
-        base = (-math.pi + 2 * math.pi * i / n).to(ref.dtype)
-        angles = self.theta * base
-        flips = torch.zeros(n, dtype=ref.dtype, device=ref.device)
-        weights = torch.ones(n, dtype=ref.dtype, device=ref.device)
+        base = (-math.pi + 2 * math.pi * i / n).to(work)
+        angles = self.theta.to(work) * base
+        flips = torch.zeros(n, dtype=work, device=ref.device)
+        weights = torch.ones(n, dtype=work, device=ref.device)
         if not self.reflections:
             return GroupSamples(angles, flips, weights)
-        keep = self._reflection_weight(random, generator)
+        keep = self._reflection_weight(random, generator).to(work)
         return GroupSamples(
             torch.cat([angles, angles]),
             torch.cat([flips, torch.ones_like(flips)]),
@@ -342,8 +367,10 @@ class ElementSampler(nn.Module):
 
 
 def _check_rate(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive, finite number, got {value!r}")
     return float(value)
 
 

@@ -119,7 +119,8 @@ class ClassifierModule(L.LightningModule):
         #: Gumbel noise), so that a resumed run continues exactly as an uninterrupted one
         self.seed: int | None = None
         self.equivariant = is_wrapper(model)
-        self._learned = find_learned_equivariance(model)
+        # not a registered child module (it is inside `model` already): a plain reference
+        object.__setattr__(self, "_learned", find_learned_equivariance(model))
         #: ``[{"epoch": e, "layers": {layer: {"theta": ..., ...}}}]``: epoch 0 is the start
         self.equivariance_history: list[dict] = []
         if not self.equivariant and self.prior_weight:
