@@ -121,6 +121,13 @@ def main() -> None:
                 }
                 for method, m in results["methods"].items()
             },
+            "oracle": {
+                "orbit_accuracy": results["oracle"]["orbit"]["mean"],
+                "orbit_worst_element": results["oracle"]["orbit"]["worst"],
+                "orbit_per_element": results["oracle"]["orbit"]["accuracy"],
+            }
+            if "oracle" in results
+            else None,
         }
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

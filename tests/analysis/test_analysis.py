@@ -163,3 +163,31 @@ def test_evaluate_orbits_shares_passes_and_keeps_the_numbers():
     assert calls_separate == 1 + 8 + 24 + 8
     # identity, 45°-steps of C8 within the 15° sweep, and D4's rotations are shared
     assert Counting.calls == 24 + 4
+
+
+def test_oracle_turns_every_orbit_image_back():
+    """The non-invariant quadrant model is perfect on the orbit once each image is turned back
+    by its true inverse; exact elements lose nothing, 45° turns interpolate twice."""
+    from equify.analysis import evaluate_oracle
+
+    data = quadrant_data()
+    model = BrightestQuadrant()
+    upright = evaluate_orbit(model, data, [0.0]).accuracy[0]
+    for group in (CyclicGroup(4), DihedralGroup(4)):
+        oracle = evaluate_oracle(model, data, group, batch_size=7)
+        assert oracle.accuracy == [upright] * group.order
+        assert evaluate_orbit(model, data, group).worst == 0.0  # the bare model fails there
+    c8 = evaluate_oracle(model, data, "C8")
+    assert c8.accuracy[::2] == [upright] * 4  # the 90° multiples are exact
+    assert all(0.0 <= a <= 1.0 for a in c8.accuracy) and len(c8.names) == 8
+    # the round trip at 45° really interpolates: the images differ from the originals
+    from equify.data.rotated import angle_matrices
+
+    act = ImageAction()
+    there = act.apply(data.images, angle_matrices(torch.full((len(data),), 45.0)))
+    back = act.apply(there, angle_matrices(torch.full((len(data),), -45.0)))
+    assert (back - data.images).abs().max() > 1e-3
+    with pytest.raises(TypeError, match="ImageDataset"):
+        evaluate_oracle(model, data.images, "C4")
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_oracle(model, data, "C4", batch_size=0)

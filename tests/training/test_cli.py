@@ -43,6 +43,12 @@ def test_adapt_prints_the_table_and_writes_results(tmp_path, capsys):
     assert results["group"] == "D4"
     assert results["methods"]["canon-prior"]["invariance_error"]["max_abs"] <= 1e-5
     assert len(results["methods"]["canon-prior"]["orbit"]["accuracy"]) == 8
+    # the oracle row: the pretrained model on g⁻¹·(g·x); D4 elements are exact, so its orbit
+    # accuracy is the pretrained model's upright accuracy under every element
+    oracle = results["oracle"]
+    pre = results["methods"]["pretrained"]["upright_accuracy"]
+    assert oracle["orbit"]["accuracy"] == [pre] * 8 and oracle["upright_accuracy"] == pre
+    assert "oracle" in printed and "true" in printed
     # evaluate reads the saved configuration of the run
     assert main(["evaluate", "--output", str(out), "--quiet"]) == 0
     assert "canon-prior" in capsys.readouterr().out

@@ -12,6 +12,7 @@ from equify.analysis.exactness import (
 )
 from equify.analysis.orbit import (
     OrbitEvaluation,
+    evaluate_oracle,
     evaluate_orbit,
     evaluate_orbits,
     invariance_error,
@@ -25,6 +26,7 @@ __all__ = [
     "SizeVerdict",
     "centred_axis",
     "count_parameters",
+    "evaluate_oracle",
     "evaluate_orbit",
     "evaluate_orbits",
     "exact_sizes",

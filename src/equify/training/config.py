@@ -55,6 +55,7 @@ BOOLEAN_KEYS = (
     ("trainer", "progress_bar"),
     ("trainer", "deterministic"),
     ("evaluate", "zero_shot"),
+    ("evaluate", "oracle"),
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -104,6 +105,8 @@ DEFAULTS: dict[str, Any] = {
         "timing_batch": 64,
         # also evaluate the pretrained model wrapped by equitune and equizero, untrained
         "zero_shot": False,
+        # the pretrained model on each orbit image turned back by its true inverse
+        "oracle": True,
     },
     "trainer": {
         "accelerator": "auto",

@@ -55,7 +55,19 @@ def format_table(results: dict[str, Any]) -> str:
             f"{_pct(canon.get('identity_fraction_upright')):>10}"
             f"{100 * cost['extra_params_fraction']:>8.2f}%{passes:>8.2f}{cost['time_ratio']:>8.2f}"
         )
+    oracle = results.get("oracle")
+    if oracle:
+        lines.append(
+            f"{'oracle':<{width}}{_pct(oracle['upright_accuracy']):>9}"
+            f"{_pct(oracle['orbit']['mean']):>12}{_pct(oracle['orbit']['worst']):>11}"
+            f"{_pct(oracle['angles']['mean']):>12}{'-':>11}{'-':>10}{'-':>9}{'-':>8}{'-':>8}"
+        )
     notes = []
+    if oracle:
+        notes.append(
+            "oracle: the pretrained model on g⁻¹·(g·x), every orbit image turned back by its true "
+            "inverse (the best a canonicalizer of this predictor can do on the orbit)"
+        )
     for name, m in results["methods"].items():
         canon = m.get("canonicalization", {})
         tied = canon.get("tied_samples_upright", 0)
@@ -122,6 +134,10 @@ def _plot_angles(results: dict[str, Any], path: Path) -> bool:
         ang = m["angles"]["angles"] + [360.0]
         acc = [100 * a for a in m["angles"]["accuracy"]]
         ax.plot(ang, acc + acc[:1], marker="o", ms=3, label=name)
+    if results.get("oracle"):
+        o = results["oracle"]["angles"]
+        acc = [100 * a for a in o["accuracy"]]
+        ax.plot(o["angles"] + [360.0], acc + acc[:1], ls="--", color="k", label="oracle")
     ax.set_xlabel("rotation of the test set (degrees, counter-clockwise)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_xticks(range(0, 361, 45))

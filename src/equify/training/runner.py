@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from equify.analysis import evaluate_orbits, invariance_error, measure_cost
+from equify.analysis import evaluate_oracle, evaluate_orbits, invariance_error, measure_cost
 from equify.data import ImageDataset, load_splits, stratified_split
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
@@ -700,6 +700,31 @@ def evaluate_models(
     return out
 
 
+def evaluate_oracle_row(bare: nn.Module, data: DataBundle, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The oracle: the pretrained model on every orbit image turned back by its true inverse.
+
+    Same orbit and angle sweep as :func:`evaluate_models`, same image action as the
+    canonicalizers' transform (:class:`~equify.actions.ImageAction` defaults). No canonicalizer
+    can beat it on the orbit; see :func:`equify.analysis.evaluate_oracle`.
+    """
+    e = cfg["evaluate"]
+    g = parse_group(cfg["adapt"]["group"])
+    orbit_set: Any = g if isinstance(g, FiniteGroup) else augment_rotations(cfg["adapt"]["group"])
+    bare = bare.to(_device(cfg)).eval()
+    orbit = evaluate_oracle(bare, data.test, orbit_set, e["batch_size"])
+    angles = evaluate_oracle(
+        bare, data.test, list(range(0, 360, e["angles_step"])), e["batch_size"]
+    )
+    (upright,) = evaluate_orbits(bare, data.test, [[0.0]], e["batch_size"])
+    return {
+        "upright_accuracy": upright.accuracy[0],
+        "orbit": orbit.to_dict(),
+        "angles": angles.to_dict(),
+        "about": "the pretrained model on g⁻¹·(g·x) for every orbit image g·x: the best any "
+        "canonicalizer of this predictor can do on the orbit",
+    }
+
+
 def _zero_shot_models(
     cfg: dict[str, Any], pretrained: nn.Module, in_channels: int
 ) -> dict[str, nn.Module]:
@@ -816,6 +841,8 @@ def run_adapt(
             "total_seconds": time.perf_counter() - started,
             "methods": evaluation,
         }
+        if cfg["evaluate"]["oracle"]:
+            results["oracle"] = evaluate_oracle_row(pretrained, data, cfg)
         write_report(results, models, data, run_dir)
         return results
 
@@ -942,5 +969,7 @@ def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
             evaluated_with=cfg["evaluate"],
         )
         results["methods"] = {**results.get("methods", {}), **evaluation}
+        if cfg["evaluate"]["oracle"]:
+            results["oracle"] = evaluate_oracle_row(pretrained, data, cfg)
         write_report(results, models, data, run_dir)
         return results
