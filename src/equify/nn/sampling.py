@@ -8,15 +8,19 @@ group its output elements are drawn from. :class:`ElementSampler` owns that subs
   ``ε ~ U(0, 1)``: ``θ·(-π + 2π(i + ε)/N)``, ``i = 0..N-1`` — sample ``i`` covers the whole
   stratum ``i`` of the interval and the gradient reaches θ through the angles. Evaluation uses
   the fixed, evenly spaced ``θ·(-π + 2πi/N)``: at θ = 1 and N = 4 the multiples of 90°, C4.
+  (For θ < 1 these span ``[-πθ, πθ(1 - 2/N)]``, the left ends of the training strata: on the
+  circle they coincide with a symmetric grid only at θ = 1.)
 * **reflections** (E(2)): the N rotations once plainly and once after the left-right flip
   (``2N`` elements). The flipped half carries a weight ``m ∈ {0, 1}``, drawn in training from a
   Bernoulli with probability ``p`` and always 0/1 in the forward pass; its gradient is a
   straight-through estimator: ``reflection_estimator="relaxed"`` backpropagates the relaxed
   Bernoulli (binary Concrete: logistic noise, temperature τ) sample the hard value was
   thresholded from, ``"straight_through"`` passes ``∂m/∂p = 1`` (Bengio et al. 2013). In
-  evaluation ``m = [p ≥ 1/2]``. A weight of 0 removes the flipped elements from every sum
-  over the group that follows (:class:`~equify.nn.PartialGroupConv`,
-  :class:`~equify.nn.PartialGroupPool`).
+  evaluation ``m = [p ≥ 1/2]``. The relaxed gradient with respect to p carries the factor
+  ``1/(p(1-p))`` of the logit and is heavy-tailed near p = 0 and p = 1 (occasional very large
+  steps); the straight-through one is bounded. A weight of 0 removes the flipped elements from
+  every sum over the group that follows (:class:`~equify.nn.PartialGroupConv`,
+  :class:`~equify.nn.PartialGroupPool`; batch statistics still include them).
 * **finite groups** ``C_n`` / ``D_n``: the group's own elements, fixed (no θ, no sampling).
 
 θ = 1 (and p = 1) is the full group convolution (sampled). θ and p are stored unconstrained
