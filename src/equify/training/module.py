@@ -11,7 +11,7 @@ module knows no method by name. A network that learns its own equivariance (a
 ``regularization_loss()`` is added to the training loss and ``equivariance_state()`` (θ and the
 reflection probability per layer) is logged after every epoch and kept, epoch by epoch, in
 :attr:`ClassifierModule.equivariance_history` (saved in the checkpoints, so a resumed run keeps
-it). The Multi-GPU or multi-node training is a Trainer flag (``devices``,
+it). Multi-GPU or multi-node training is a Trainer flag (``devices``,
 ``strategy="ddp"``, ``num_nodes``): wrappers are used through their explicit, stateless form
 here, so they are safe under any strategy.
 """
@@ -204,7 +204,9 @@ class ClassifierModule(L.LightningModule):
         if stage == "train" and callable(regularizer):
             reg = regularizer()
             loss = loss + reg
-            self.log("train/regularization", reg.detach(), on_epoch=True, on_step=False)
+            self.log(
+                "train/regularization", reg.detach(), on_epoch=True, on_step=False, sync_dist=True
+            )
         if stage == "train" and not math.isfinite(float(loss.detach())):
             raise NonFiniteLossError(
                 f"{self.method}: the training loss became {float(loss.detach())} at epoch "
