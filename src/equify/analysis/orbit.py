@@ -88,6 +88,39 @@ def _transform_keys(rs: RotationSet) -> list[tuple]:
     ]
 
 
+def _check_inputs(dataset: object, batch_size: object) -> None:
+    if not isinstance(dataset, ImageDataset):
+        raise TypeError(f"expected an equify ImageDataset, got {type(dataset).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def _accuracies(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    dataset: ImageDataset,
+    batch_size: int,
+    transforms: list[Callable[[torch.Tensor], torch.Tensor]],
+) -> list[float]:
+    """Accuracy of ``model`` on ``dataset`` under each transform of the raw ``[0, 1]`` pixels
+    (normalisation after it), in eval mode (the model's mode is restored)."""
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
+    device = _device_of(model)
+    correct = torch.zeros(len(transforms), dtype=torch.long)
+    try:
+        for start in range(0, len(dataset), batch_size):
+            raw = dataset.images[start : start + batch_size].to(device)
+            labels = dataset.labels[start : start + batch_size].to(device)
+            for u, transform in enumerate(transforms):
+                logits = model(dataset.normalize(transform(raw)))
+                correct[u] += int((logits.argmax(1) == labels).sum())
+    finally:
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+    return (correct.double() / max(len(dataset), 1)).tolist()
+
+
 @torch.no_grad()
 def evaluate_orbits(
     model: Callable[[torch.Tensor], torch.Tensor],
@@ -109,10 +142,7 @@ def evaluate_orbits(
     Returns:
         One :class:`OrbitEvaluation` per entry of ``rotation_sets``.
     """
-    if not isinstance(dataset, ImageDataset):
-        raise TypeError(f"expected an equify ImageDataset, got {type(dataset).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    _check_inputs(dataset, batch_size)
     sets = [RotationSet.parse(r) for r in rotation_sets]
     # unique transformations: (set, position) of a representative, and where each maps
     unique: dict[tuple, int] = {}
@@ -126,23 +156,13 @@ def evaluate_orbits(
                 rep.append((si, k))
             slots.append(unique[key])
         where.append(slots)
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    device = _device_of(model)
-    correct = torch.zeros(len(rep), dtype=torch.long)
-    try:
-        for start in range(0, len(dataset), batch_size):
-            raw = dataset.images[start : start + batch_size].to(device)
-            labels = dataset.labels[start : start + batch_size].to(device)
-            for u, (si, k) in enumerate(rep):
-                logits = model(dataset.normalize(sets[si].apply(raw, k, action)))
-                correct[u] += int((logits.argmax(1) == labels).sum())
-    finally:
-        if isinstance(model, nn.Module):
-            model.train(was_training)
+    acc = _accuracies(
+        model,
+        dataset,
+        batch_size,
+        [lambda raw, si=si, k=k: sets[si].apply(raw, k, action) for si, k in rep],
+    )
     n = len(dataset)
-    acc = (correct.double() / max(n, 1)).tolist()
     return [
         OrbitEvaluation(
             names=rs.names(),
@@ -203,37 +223,24 @@ def evaluate_oracle(
     Returns:
         An :class:`OrbitEvaluation` (one accuracy per transformation).
     """
-    if not isinstance(dataset, ImageDataset):
-        raise TypeError(f"expected an equify ImageDataset, got {type(dataset).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    _check_inputs(dataset, batch_size)
     rs = RotationSet.parse(rotations)
     act = action if action is not None else ImageAction()
     inverse = _matrices(rs).transpose(-1, -2)  # orthogonal: the inverse is the transpose
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    device = _device_of(model)
-    correct = torch.zeros(len(rs), dtype=torch.long)
-    try:
-        for start in range(0, len(dataset), batch_size):
-            raw = dataset.images[start : start + batch_size].to(device)
-            labels = dataset.labels[start : start + batch_size].to(device)
-            for k in range(len(rs)):
-                turned = rs.apply(raw, k, act)
-                back = act.apply(turned, inverse[k].to(device).expand(raw.shape[0], 2, 2))
-                logits = model(dataset.normalize(back))
-                correct[k] += int((logits.argmax(1) == labels).sum())
-    finally:
-        if isinstance(model, nn.Module):
-            model.train(was_training)
-    n = len(dataset)
+
+    def round_trip(raw: torch.Tensor, k: int) -> torch.Tensor:
+        back = inverse[k].to(raw.device).expand(raw.shape[0], 2, 2)
+        return act.apply(rs.apply(raw, k, act), back)
+
+    acc = _accuracies(
+        model, dataset, batch_size, [lambda raw, k=k: round_trip(raw, k) for k in range(len(rs))]
+    )
     return OrbitEvaluation(
         names=rs.names(),
         angles=[float(a) for a in rs.angles],
         reflections=[bool(r) for r in rs.reflections],
-        accuracy=(correct.double() / max(n, 1)).tolist(),
-        count=n,
+        accuracy=acc,
+        count=len(dataset),
     )
 
 

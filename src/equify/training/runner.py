@@ -715,9 +715,8 @@ def evaluate_oracle_row(bare: nn.Module, data: DataBundle, cfg: dict[str, Any]) 
     angles = evaluate_oracle(
         bare, data.test, list(range(0, 360, e["angles_step"])), e["batch_size"]
     )
-    (upright,) = evaluate_orbits(bare, data.test, [[0.0]], e["batch_size"])
     return {
-        "upright_accuracy": upright.accuracy[0],
+        "upright_accuracy": angles.accuracy[0],  # 0°: the round trip is the identity
         "orbit": orbit.to_dict(),
         "angles": angles.to_dict(),
         "about": "the pretrained model on g⁻¹·(g·x) for every orbit image g·x: the best any "
@@ -827,13 +826,7 @@ def run_adapt(
         evaluation = evaluate_models(models, pretrained, data, cfg)
         results = {
             "config": cfg,
-            "data": {
-                "name": data.name,
-                "train": len(data.train),
-                "val": len(data.val),
-                "test": len(data.test),
-                "image_shape": list(data.train.image_shape),
-            },
+            "data": _data_summary(data),
             "group": str(parse_group(cfg["adapt"]["group"])),
             "device": str(_device(cfg)),
             # a resumed run keeps the training times of the methods it did not train again
@@ -845,6 +838,17 @@ def run_adapt(
             results["oracle"] = evaluate_oracle_row(pretrained, data, cfg)
         write_report(results, models, data, run_dir)
         return results
+
+
+def _data_summary(data: DataBundle) -> dict[str, Any]:
+    """The ``data`` section of ``results.json``: name, split sizes, image shape."""
+    return {
+        "name": data.name,
+        "train": len(data.train),
+        "val": len(data.val),
+        "test": len(data.test),
+        "image_shape": list(data.train.image_shape),
+    }
 
 
 def _read_results(run_dir: Path) -> dict[str, Any]:
@@ -905,13 +909,7 @@ def run_train(
         evaluation = evaluate_models({name: model}, model, data, cfg)
         results = {
             "config": cfg,
-            "data": {
-                "name": data.name,
-                "train": len(data.train),
-                "val": len(data.val),
-                "test": len(data.test),
-                "image_shape": list(data.train.image_shape),
-            },
+            "data": _data_summary(data),
             "group": str(parse_group(cfg["adapt"]["group"])),
             "device": str(_device(cfg)),
             "train_seconds": {name: info["seconds"]},
