@@ -75,17 +75,28 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name in ("adapt", "train"):
             p.add_argument("--group", help="group: C4, C8, D4, SO2, ...")
-        if name == "train":
+        if name in ("adapt", "pretrain", "train"):
             p.add_argument(
                 "--model",
                 help="architecture to train: p4cnn, p4mcnn, partial_gcnn, full_gcnn, "
-                "ordinary_cnn, small_cnn, ...",
+                "ordinary_cnn, small_cnn, ..."
+                if name == "train"
+                else "architecture of the pretrained model: small_cnn, mobilenet_v2, resnet18, ...",
             )
+            p.add_argument(
+                "--weights",
+                help="initialise --model with pretrained weights before training on the data: "
+                "imagenet (mobilenet_v2) or a weights file (model.weights)",
+            )
+        if name in ("adapt", "pretrain", "train"):
             p.add_argument(
                 "--size",
                 type=int,
                 help="input size N (data.size); `equify check` tells which sizes keep a strided "
-                "P4 CNN exact (N = 4k + 1 for the default p4cnn)",
+                "P4 CNN exact (N = 4k + 1 for the default p4cnn)"
+                if name == "train"
+                else "input size N (data.size): images are padded (or with --fit resize, "
+                "resized) to N x N",
             )
         if name in ("adapt", "evaluate"):
             p.add_argument(
@@ -133,6 +144,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         ("adapt.group", getattr(args, "group", None)),
         ("model.architecture", getattr(args, "model", None)),
         ("data.size", getattr(args, "size", None)),
+        ("model.weights", getattr(args, "weights", None)),
         ("adapt.methods", getattr(args, "methods", None)),
         (epochs_key, getattr(args, "epochs", None)),
         ("model.checkpoint", args.checkpoint),

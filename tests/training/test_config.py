@@ -104,3 +104,19 @@ def test_model_kwargs_overrides_merge(tmp_path):
     path.write_text("model:\n  kwargs:\n    width: 8\n")
     cfg = load_config(path, ["model.kwargs.depth=3", "model.kwargs.dropout=0.1"])
     assert cfg["model"]["kwargs"] == {"width": 8, "depth": 3, "dropout": 0.1}
+
+
+def test_model_weights_names_files_and_conflicts(tmp_path, monkeypatch):
+    cfg = load_config(overrides=["model.architecture=mobilenet_v2", "model.weights=imagenet"])
+    assert cfg["model"]["weights"] == "imagenet"  # a name stays a name, not a path
+    weights = tmp_path / "mine.pth"
+    weights.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(overrides=["model.architecture=mobilenet_v2", "model.weights=mine.pth"])
+    assert cfg["model"]["weights"] == str(weights)  # a file becomes an absolute path
+    with pytest.raises(ValueError, match="known: imagenet"):
+        load_config(overrides=["model.architecture=mobilenet_v2", "model.weights=cifar"])
+    with pytest.raises(ValueError, match="known: none"):
+        load_config(overrides=["model.weights=imagenet"])  # small_cnn has no ImageNet weights
+    with pytest.raises(ValueError, match="give one of the two"):
+        load_config(overrides=["model.weights=imagenet", f"model.checkpoint={weights}"])

@@ -16,6 +16,7 @@ from equify.analysis.orbit import (
     evaluate_orbit,
     evaluate_orbits,
     invariance_error,
+    rotation_consistency,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "invariance_error",
     "measure_cost",
     "nearest_exact_size",
+    "rotation_consistency",
 ]

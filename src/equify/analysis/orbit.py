@@ -25,6 +25,7 @@ __all__ = [
     "evaluate_orbit",
     "evaluate_orbits",
     "invariance_error",
+    "rotation_consistency",
 ]
 
 
@@ -242,6 +243,58 @@ def evaluate_oracle(
         accuracy=acc,
         count=len(dataset),
     )
+
+
+@torch.no_grad()
+def rotation_consistency(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    rotations: RotationSet | FiniteGroup | str | list[float] | range,
+    reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 64,
+    action: Action | None = None,
+) -> OrbitEvaluation:
+    """How often ``model``'s top-1 on a transformed image equals ``reference``'s top-1 upright.
+
+    No labels are needed: a pretrained classifier's prediction on the upright image is the
+    label (the reference defaults to ``model`` itself: its own rotation consistency). The
+    identity's entry of a model wrapped around ``reference`` is then the fraction of upright
+    images whose prediction the wrapping kept.
+
+    Args:
+        model: ``(B, C, H, W) -> (B, classes)`` logits on raw images; evaluated in eval mode.
+        images: the upright images ``(N, C, H, W)``, raw ``[0, 1]`` pixels.
+        rotations: a RotationSet, a finite group or its name (``"C8"``), or angles in degrees.
+        reference: the model whose upright predictions are the labels (default ``model``).
+        batch_size, action: as in :func:`evaluate_orbit`.
+
+    Returns:
+        An :class:`OrbitEvaluation` whose ``accuracy`` is the consistency per transformation.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected images of shape (N, C, H, W), got {got}")
+    if len(images) == 0:
+        raise ValueError("rotation_consistency needs at least one image, got an empty batch")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    ref = model if reference is None else reference
+    was_training = getattr(ref, "training", False)
+    if isinstance(ref, nn.Module):
+        ref.eval()
+    try:
+        device = _device_of(ref)
+        top1 = [
+            ref(images[i : i + batch_size].to(device)).argmax(1).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    finally:
+        if isinstance(ref, nn.Module):
+            ref.train(was_training)
+    labels = torch.cat(top1)
+    classes = [str(c) for c in range(int(labels.max()) + 1)]
+    dataset = ImageDataset(images, labels, classes, "consistency")
+    return evaluate_orbit(model, dataset, rotations, batch_size=batch_size, action=action)
 
 
 def invariance_error(

@@ -25,6 +25,13 @@ from equify.data.partial import (
     random_angles,
     rotate_randomly,
 )
+from equify.data.photos import (
+    available_photos,
+    centre_view,
+    load_photo,
+    random_crops,
+    split_photos,
+)
 from equify.data.rotated import RotatedDataset, RotationSet, orbit_batch, rotate_batch
 from equify.data.splits import DEFAULT_TEST_FRACTION, stratified_split
 from equify.data.transforms import (
@@ -45,6 +52,8 @@ __all__ = [
     "RotatedDataset",
     "RotationSet",
     "available_datasets",
+    "available_photos",
+    "centre_view",
     "channel_stats",
     "fit_to_size",
     "load_dataset",
@@ -54,6 +63,7 @@ __all__ = [
     "load_mnist",
     "load_mnist6_180",
     "load_mnist6_m",
+    "load_photo",
     "load_rotated_mnist",
     "load_splits",
     "make_two_class_sixes",
@@ -61,9 +71,11 @@ __all__ = [
     "pad_to_size",
     "parse_idx",
     "random_angles",
+    "random_crops",
     "read_idx",
     "resize_images",
     "rotate_batch",
     "rotate_randomly",
+    "split_photos",
     "stratified_split",
 ]

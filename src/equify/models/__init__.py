@@ -21,12 +21,20 @@ from equify.models.checkpoint import (
 from equify.models.cnn import SmallCNN
 from equify.models.dense import DensePredictor, coordinate_channels
 from equify.models.gcnn import GroupCNN, GroupResNet, p4cnn, p4mcnn, p4mresnet, p4resnet
+from equify.models.mobilenet import IMAGENET_MEAN, IMAGENET_STD, MobileNetV2, mobilenet_v2
 from equify.models.partial_gcnn import (
     PartialGCNN,
     ResidualCNN,
     full_gcnn,
     ordinary_cnn,
     partial_gcnn,
+)
+from equify.models.pretrained import (
+    PRETRAINED_WEIGHTS,
+    imagenet_classes,
+    load_pretrained_weights,
+    pretrained_weights_file,
+    top_labels,
 )
 from equify.models.registry import (
     architecture_of,
@@ -39,12 +47,16 @@ from equify.models.vit import PatchEmbeddingClassifier
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PRETRAINED_WEIGHTS",
     "BasicBlock",
     "Bottleneck",
     "Checkpoint",
     "DensePredictor",
     "GroupCNN",
     "GroupResNet",
+    "MobileNetV2",
     "PartialGCNN",
     "PatchEmbeddingClassifier",
     "ResNet",
@@ -56,14 +68,18 @@ __all__ = [
     "create_model",
     "extract_state_dict",
     "full_gcnn",
+    "imagenet_classes",
     "load_model",
+    "load_pretrained_weights",
     "load_state_dict_into",
+    "mobilenet_v2",
     "ordinary_cnn",
     "p4cnn",
     "p4mcnn",
     "p4mresnet",
     "p4resnet",
     "partial_gcnn",
+    "pretrained_weights_file",
     "read_checkpoint",
     "register_model",
     "resnet18",
@@ -71,4 +87,5 @@ __all__ = [
     "resnet50",
     "resolve_factory",
     "save_checkpoint",
+    "top_labels",
 ]

@@ -78,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
         "kwargs": {},
         "checkpoint": None,
         "factory": None,
+        # pretrained weights for a registered architecture: "imagenet" or a weights file
+        "weights": None,
     },
     "pretrain": {
         "epochs": 6,
@@ -202,8 +204,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def _absolute_paths(config: dict[str, Any]) -> dict[str, Any]:
     """``model.checkpoint`` and ``data.root`` as absolute paths (relative ones are resolved
     against the working directory), so that a saved run is usable from anywhere."""
-    for section, key in (("model", "checkpoint"), ("data", "root")):
+    for section, key in (("model", "checkpoint"), ("data", "root"), ("model", "weights")):
         v = config[section][key]
+        if key == "weights" and not (isinstance(v, str) and Path(v).expanduser().is_file()):
+            continue  # a weights name such as "imagenet", not a path
         if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
             config[section][key] = str(Path(v).expanduser().resolve())
         elif isinstance(v, str) and v.startswith("~"):
@@ -241,6 +245,29 @@ def _check_canonicalizer_group(kind: str, g: object) -> None:
         )
     if not isinstance(g, (FiniteGroup, SO2, O2)):
         raise ValueError(f"adapt.group {g} is not supported for images; use C<n>, D<n>, SO2, O2")
+
+
+def _check_weights(m: dict[str, Any]) -> None:
+    """``model.weights``: None, a known name for ``model.architecture``, or an existing file."""
+    from equify.models.pretrained import PRETRAINED_WEIGHTS
+
+    w = m["weights"]
+    if w is None:
+        return
+    if not isinstance(w, str) or not w:
+        raise ValueError(f"model.weights must be a weights name or a file path, got {w!r}")
+    if m["checkpoint"] is not None:
+        raise ValueError(
+            "model.weights initialises model.architecture before pretraining; a "
+            "model.checkpoint (--checkpoint) already holds its weights: give one of the two"
+        )
+    if (m["architecture"], w) in PRETRAINED_WEIGHTS or Path(w).expanduser().is_file():
+        return
+    known = sorted(name for arch, name in PRETRAINED_WEIGHTS if arch == m["architecture"])
+    raise ValueError(
+        f"model.weights={w!r} is neither a file nor a known name for architecture "
+        f"{m['architecture']!r} (known: {', '.join(known) or 'none'})"
+    )
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -317,6 +344,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             _positive(d[k], f"data.{k}")
     if not isinstance(config["seed"], int):
         raise ValueError(f"seed must be an int, got {config['seed']!r}")
+    _check_weights(config["model"])
     if not isinstance(config["model"]["kwargs"], dict):
         raise ValueError("model.kwargs must be a mapping")
     return config

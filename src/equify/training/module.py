@@ -83,6 +83,10 @@ def find_learned_equivariance(model: nn.Module) -> nn.Module | None:
 class ClassifierModule(L.LightningModule):
     """Cross-entropy training of a classifier, optionally with augmentation and a prior.
 
+    Batches are ``(images, targets)``: class indices ``(B,)``, or class probabilities
+    ``(B, classes)`` (a teacher's, for distillation without labels: the cross-entropy to them
+    is the KL divergence up to a constant).
+
     Args:
         model: a predictor, or a wrapper (see the module docstring).
         lr_model: learning rate of the predictor's parameters (0 freezes them).
@@ -214,7 +218,8 @@ class ClassifierModule(L.LightningModule):
                 "checkpoint written before this step is intact: lower the learning rate and "
                 "resume from it."
             )
-        acc = (logits.argmax(1) == y).float().mean()
+        # soft targets (a teacher's probabilities, distillation) count their most likely class
+        acc = (logits.argmax(1) == (y.argmax(1) if y.is_floating_point() else y)).float().mean()
         # epoch metrics are averaged over the DDP processes (val/acc chooses the best checkpoint)
         self.log(
             f"{stage}/loss", task.detach(), on_epoch=True, on_step=stage == "train", sync_dist=True

@@ -39,7 +39,13 @@ from equify.analysis import evaluate_oracle, evaluate_orbits, invariance_error, 
 from equify.data import ImageDataset, load_splits, stratified_split
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
-from equify.models import create_model, load_model, read_checkpoint, save_checkpoint
+from equify.models import (
+    create_model,
+    load_model,
+    load_pretrained_weights,
+    read_checkpoint,
+    save_checkpoint,
+)
 from equify.models.checkpoint import atomic_torch_save
 from equify.training.config import save_config
 from equify.training.methods import (
@@ -168,6 +174,20 @@ class EpochShuffle(Sampler[int]):
         return math.ceil(self.n / self.world) if self.world > 1 else self.n
 
 
+def _normalizes_data(cfg: dict[str, Any]) -> bool:
+    """Whether the data's statistics normalise the images: not for pretrained weights
+    (``model.weights``), whose network normalises its input with its own statistics."""
+    if cfg["model"].get("weights") is not None:
+        if cfg["data"]["normalize"]:
+            logger.info(
+                "model.weights=%s: the network normalises its input itself (e.g. with the "
+                "ImageNet statistics); the data's own normalisation is not applied",
+                cfg["model"]["weights"],
+            )
+        return False
+    return bool(cfg["data"]["normalize"])
+
+
 def prepare_data(cfg: dict[str, Any]) -> DataBundle:
     """Load the configured data set: seeded train/val/test splits, raw images, train statistics."""
     d = cfg["data"]
@@ -177,7 +197,7 @@ def prepare_data(cfg: dict[str, Any]) -> DataBundle:
         root=d["root"],
         size=d["size"],
         fit=d["fit"],
-        normalize=bool(d["normalize"]),
+        normalize=_normalizes_data(cfg),
         test_fraction=d["test_fraction"] if name in _SEEDED_SOURCES else None,
         seed=cfg["seed"],
     )
@@ -404,6 +424,8 @@ def _pretrain_fingerprint(cfg: dict[str, Any], data: DataBundle) -> dict[str, An
         fingerprint["data"]["fit"] = d["fit"]
     if d["max_val"] is not None:
         fingerprint["max_val"] = d["max_val"]
+    if m.get("weights") is not None:
+        fingerprint["weights"] = m["weights"]
     return json.loads(json.dumps(fingerprint, default=str))
 
 
@@ -570,6 +592,15 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
     kwargs = {"in_channels": data.in_channels, "num_classes": data.num_classes, **m["kwargs"]}
     torch.manual_seed(cfg["seed"])
     net = create_model(m["architecture"], **kwargs)
+    if m.get("weights") is not None:
+        loaded = load_pretrained_weights(net, m["weights"])
+        logger.info(
+            "initialised %s from %s (%d tensors%s)",
+            m["architecture"],
+            loaded["file"],
+            loaded["loaded"],
+            ", a new head" if loaded["new_head"] else "",
+        )
     module = ClassifierModule(
         Normalized(net, data.mean, data.std), lr_model=p["lr"], method="pretrain"
     )
