@@ -27,11 +27,35 @@ import equify
 from equify.training import load_config, run_adapt
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The options of this benchmark (``imagenet_transfer.py`` changes their defaults)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--groups", default="C4,C8", help="comma-separated groups, one run each")
     parser.add_argument("--root", default=None, help="directory of the idx(.gz) files")
     parser.add_argument("--architecture", default="small_cnn")
+    parser.add_argument("--weights", default=None, help="model.weights, e.g. imagenet")
+    parser.add_argument("--size", type=int, default=None, help="data.size (default: 28)")
+    parser.add_argument("--fit", default="pad", help="data.fit: pad or resize")
+    parser.add_argument("--lr-pretrain", type=float, default=None, help="pretrain.lr")
+    parser.add_argument("--lr-predictor", type=float, default=None, help="adapt.lr_predictor")
+    parser.add_argument("--angles-step", type=int, default=15, help="evaluate.angles_step")
+    parser.add_argument(
+        "--canonicalizer-view", type=int, default=64, help="adapt.canonicalizer_view"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other configuration key, e.g. adapt.prior_weight=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--zero-shot",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the untrained equitune / equizero rows (evaluate.zero_shot)",
+    )
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=5, help="adaptation epochs per method")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -48,7 +72,11 @@ def main() -> None:
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "fashion_mnist_methods.json")
     )
-    args = parser.parse_args()
+    return parser
+
+
+def run(args: argparse.Namespace, extra: dict | None = None) -> dict:
+    """Run every group of ``args`` and write the summary (with ``extra`` merged in) to JSON."""
     if args.threads:
         torch.set_num_threads(args.threads)
     from equify.training.methods import method_names
@@ -64,6 +92,7 @@ def main() -> None:
         "machine": platform.machine(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "settings": vars(args),
+        **(extra or {}),
         "runs": {},
     }
     pretrained_dir = Path(args.runs) / "pretrained"
@@ -92,7 +121,15 @@ def main() -> None:
                 f"data.max_train={args.max_train}" if args.max_train else "data.max_train=",
                 f"data.max_test={args.max_test}" if args.max_test else "data.max_test=",
                 f"adapt.methods={methods}",
-                "evaluate.zero_shot=true",
+                f"evaluate.zero_shot={str(args.zero_shot).lower()}",
+                f"adapt.canonicalizer_view={args.canonicalizer_view}",
+                f"evaluate.angles_step={args.angles_step}",
+                f"data.fit={args.fit}",
+                f"data.size={args.size}" if args.size else "data.size=",
+                f"model.weights={args.weights}" if args.weights else "model.weights=",
+                *([f"pretrain.lr={args.lr_pretrain}"] if args.lr_pretrain else []),
+                *([f"adapt.lr_predictor={args.lr_predictor}"] if args.lr_predictor else []),
+                *args.overrides,
             ],
         )
         results = run_adapt(cfg, overwrite=True)  # the benchmark owns its run directories
@@ -141,6 +178,11 @@ def main() -> None:
                 f"  passes {m['predictor_passes_per_input']:.2f}  time x{m['time_ratio']:.2f}"
             )
     print(f"wrote {args.out}")
+    return summary
+
+
+def main() -> None:
+    run(build_parser(__doc__.splitlines()[0]).parse_args())
 
 
 if __name__ == "__main__":

@@ -120,3 +120,10 @@ def test_model_weights_names_files_and_conflicts(tmp_path, monkeypatch):
         load_config(overrides=["model.weights=imagenet"])  # small_cnn has no ImageNet weights
     with pytest.raises(ValueError, match="give one of the two"):
         load_config(overrides=["model.weights=imagenet", f"model.checkpoint={weights}"])
+
+
+def test_prior_warmup_must_leave_epochs_for_the_task():
+    assert load_config(overrides=["adapt.prior_warmup_epochs=2"])["adapt"]["epochs"] == 5
+    for bad in ("5", "-1", "1.5", "true"):
+        with pytest.raises(ValueError, match="prior_warmup_epochs"):
+            load_config(overrides=[f"adapt.prior_warmup_epochs={bad}"])

@@ -118,3 +118,25 @@ def test_distillation_rejects_bad_input() -> None:
         distill_canonicalizer(model, torch.rand(4, 3, 8, 8), lr=0.0)
     with pytest.raises(ValueError, match="non-empty"):
         distill_canonicalizer(model, torch.rand(0, 3, 8, 8))
+
+
+@pytest.mark.filterwarnings(r"ignore:You are trying to `self.log\(\)`")
+def test_prior_only_warm_up_trains_the_canonicalizer_alone() -> None:
+    torch.manual_seed(0)
+    model = EquivariantModel(_predictor(), DiscreteCanonicalizer("C4", in_channels=3))
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    warm = ClassifierModule(
+        model, lr_model=1e-3, lr_canonicalizer=1e-3, prior_weight=2.0, aux_only_epochs=1
+    )
+    loss = warm.training_step((x, y), 0)  # epoch 0 < 1: the warm-up
+    _, result = model.forward_with_result(x)
+    torch.testing.assert_close(loss, 2.0 * model.aux_loss(result))
+    loss.backward()
+    assert all(p.grad is None for p in model.predictor.parameters())
+    assert any(p.grad is not None for p in model.canonicalizer.parameters())
+    model.zero_grad(set_to_none=True)
+    joint = ClassifierModule(model, lr_model=1e-3, lr_canonicalizer=1e-3, prior_weight=2.0)
+    joint.training_step((x, y), 0).backward()
+    assert any(p.grad is not None for p in model.predictor.parameters())
+    with pytest.raises(ValueError, match="warm-up needs prior_weight"):
+        ClassifierModule(model, lr_model=1e-3, aux_only_epochs=1)

@@ -258,6 +258,29 @@ def test_canonicalized_model_is_built_from_the_configuration(tmp_path):
         assert logits.shape == (3, 10)
 
 
+def test_canonicalizer_view_is_configurable_and_keeps_exactness(tmp_path):
+    """adapt.canonicalizer_view sets the resolution the canonicalization network sees; for D4
+    a shrunk view keeps the wrapped model exactly invariant (float64, every element)."""
+    from equify.actions import ImageAction, InvariantAction
+    from equify.groups import group as parse_group
+    from equify.testing import assert_equivariant
+    from equify.training import build_equivariant_model
+
+    cfg = tiny_config(tmp_path, "adapt.group=D4", "adapt.canonicalizer_view=5")
+    data = prepare_data(cfg)
+    net = Normalized(SmallCNN(in_channels=1, num_classes=10), data.mean, data.std)
+    model = build_equivariant_model(cfg, net, data, with_prior=True).double().eval()
+    assert model.canonicalizer.preparation.size == 5
+    x = data.test.images[:4].double()
+    assert model.canonicalizer.preparation(x).shape[-1] == 5  # the view is shrunk
+    with torch.no_grad():
+        assert_equivariant(
+            model, x, parse_group("D4"), ImageAction(), InvariantAction(), atol=1e-10
+        )
+    with pytest.raises(ValueError, match="canonicalizer_view"):
+        tiny_config(tmp_path, "adapt.canonicalizer_view=0")
+
+
 def test_pretrained_model_is_reused_only_for_the_same_settings(tmp_path):
     cfg = tiny_config(tmp_path, "pretrain.epochs=1")
     data = prepare_data(cfg)

@@ -92,7 +92,12 @@ DEFAULTS: dict[str, Any] = {
         "canonicalizer": "auto",
         "prior": "identity",
         "prior_weight": 1.0,
+        # canon-prior: first epochs on the prior alone (the canonicalizer learns "upright"
+        # before the task loss and the predictor join); part of adapt.epochs
+        "prior_warmup_epochs": 0,
         "beta": 1.0,  # inverse temperature of the discrete canonicalizer's softmax
+        # longest side of the image the canonicalization network sees (larger ones are shrunk)
+        "canonicalizer_view": 64,
         "freeze_predictor": False,
         "norm_stats": "frozen",
         "epochs": 5,
@@ -345,6 +350,13 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(config["seed"], int):
         raise ValueError(f"seed must be an int, got {config['seed']!r}")
     _check_weights(config["model"])
+    _positive(a["canonicalizer_view"], "adapt.canonicalizer_view")
+    w = a["prior_warmup_epochs"]
+    if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < a["epochs"]:
+        raise ValueError(
+            f"adapt.prior_warmup_epochs must be an int in [0, adapt.epochs = {a['epochs']}), "
+            f"got {w!r}"
+        )
     if not isinstance(config["model"]["kwargs"], dict):
         raise ValueError("model.kwargs must be a mapping")
     return config

@@ -99,6 +99,9 @@ class ClassifierModule(L.LightningModule):
             they keep the pretrained running statistics (their affine weights still train).
             Early in adaptation the canonicalized inputs are off the pretrained distribution;
             updating the statistics on them costs accuracy.
+        aux_only_epochs: the first epochs train on ``prior_weight * aux_loss`` alone (a
+            prior-only warm-up: the canonicalizer learns to keep upright images upright before
+            the task loss, and with it the predictor, joins). Needs ``prior_weight > 0``.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class ClassifierModule(L.LightningModule):
         augment: RotationSet | None = None,
         method: str = "train",
         freeze_norm_stats: bool = False,
+        aux_only_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -129,6 +133,14 @@ class ClassifierModule(L.LightningModule):
         self.equivariance_history: list[dict] = []
         if not self.equivariant and self.prior_weight:
             raise ValueError("prior_weight needs a wrapper with an aux_loss (an EquivariantModel)")
+        if isinstance(aux_only_epochs, bool) or not isinstance(aux_only_epochs, int):
+            raise TypeError(f"aux_only_epochs must be an int, got {aux_only_epochs!r}")
+        if aux_only_epochs < 0 or (aux_only_epochs and not self.prior_weight):
+            raise ValueError(
+                f"aux_only_epochs={aux_only_epochs}: a warm-up needs prior_weight > 0 and a "
+                "non-negative number of epochs"
+            )
+        self.aux_only_epochs = aux_only_epochs
         if self.lr_model == 0:
             for p in self._predictor().parameters():
                 p.requires_grad_(False)
@@ -188,7 +200,9 @@ class ClassifierModule(L.LightningModule):
             loss = task
             if stage == "train" and self.prior_weight:
                 prior = self.model.aux_loss(result)
-                loss = task + self.prior_weight * prior
+                # during the warm-up the prior alone trains (the predictor gets no gradient)
+                warm = self.current_epoch < self.aux_only_epochs
+                loss = (0.0 if warm else task) + self.prior_weight * prior
                 self.log(
                     "train/prior", prior.detach(), on_epoch=True, on_step=False, sync_dist=True
                 )

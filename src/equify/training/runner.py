@@ -659,6 +659,7 @@ def _method_model(
         augment=setup.augment,
         method=method,
         freeze_norm_stats=cfg["adapt"]["norm_stats"] == "frozen",
+        aux_only_epochs=setup.aux_only_epochs,
     )
     return setup.model, module
 

@@ -35,6 +35,8 @@ class MethodSetup:
         lr_other: learning rate of the wrapper's own parameters.
         aux_weight: weight of the wrapper's ``aux_loss`` (the prior).
         augment: transformations to sample one per training image from, or None.
+        aux_only_epochs: first epochs trained on ``aux_weight * aux_loss`` alone (a prior-only
+            warm-up of the canonicalizer, before the task loss joins).
         extras: method-specific notes for logs.
     """
 
@@ -43,6 +45,7 @@ class MethodSetup:
     lr_other: float = 0.0
     aux_weight: float = 0.0
     augment: RotationSet | None = None
+    aux_only_epochs: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
 

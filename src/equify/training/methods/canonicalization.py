@@ -12,6 +12,7 @@ from equify.canonicalization import (
     DataDrivenPrior,
     DiscreteCanonicalizer,
     EquivariantModel,
+    ImagePreparation,
     OptimizationCanonicalizer,
 )
 from equify.groups import FiniteGroup
@@ -59,6 +60,10 @@ def build_equivariant_model(
         can = OptimizationCanonicalizer(g, channels, prior=prior)
     else:
         can = DiscreteCanonicalizer(g, channels, beta=a["beta"], prior=prior)
+    view = getattr(can, "preparation", None)
+    if isinstance(view, ImagePreparation) and view.size != a["canonicalizer_view"]:
+        # the same crop and mask, another resolution (the view has no parameters)
+        can.preparation = ImagePreparation(a["canonicalizer_view"], view.crop_ratio, view.mask)
     return EquivariantModel(predictor, can)
 
 
@@ -78,6 +83,7 @@ class _Canon(Method):
             lr_model=0.0 if a["freeze_predictor"] else a["lr_predictor"],
             lr_other=a["lr_canonicalizer"],
             aux_weight=a["prior_weight"] if self.with_prior else 1.0,
+            aux_only_epochs=a["prior_warmup_epochs"] if self.with_prior else 0,
         )
 
 
