@@ -127,8 +127,12 @@ def run(args: argparse.Namespace, extra: dict | None = None) -> dict:
                 f"data.fit={args.fit}",
                 f"data.size={args.size}" if args.size else "data.size=",
                 f"model.weights={args.weights}" if args.weights else "model.weights=",
-                *([f"pretrain.lr={args.lr_pretrain}"] if args.lr_pretrain else []),
-                *([f"adapt.lr_predictor={args.lr_predictor}"] if args.lr_predictor else []),
+                *([f"pretrain.lr={args.lr_pretrain}"] if args.lr_pretrain is not None else []),
+                *(
+                    [f"adapt.lr_predictor={args.lr_predictor}"]
+                    if args.lr_predictor is not None
+                    else []
+                ),
                 *args.overrides,
             ],
         )
@@ -155,6 +159,7 @@ def run(args: argparse.Namespace, extra: dict | None = None) -> dict:
                     "predictor_passes_per_input": m["predictor_passes_per_input"],
                     "time_ratio": m["cost"]["time_ratio"],
                     "seconds_per_image": m["cost"]["seconds_per_image_model"],
+                    "extra_params_fraction": m["cost"]["extra_params_fraction"],
                 }
                 for method, m in results["methods"].items()
             },

@@ -5,7 +5,7 @@ held-out photos, how often the top-1 of each rotated photo equals it: the bare m
 (group averaging) and equizero wrapping it (no training), and a canonicalizer trained with the
 prior and distillation to the upright model's predictions (predictor frozen; no labels). It also
 reports how many upright photos changed their prediction, and draws one held-out photo under the
-group with the bare and the adapted model's top-1 (``imagenet_photos.png``).
+group with the bare and the adapted model's top-1 (``imagenet_photos_<group>.png``).
 
 Photos: every photo :func:`equify.data.available_photos` finds (scikit-image, scikit-learn and,
 when ``apt-get install opencv-doc`` ran, Debian's OpenCV samples); a seeded split by photo into

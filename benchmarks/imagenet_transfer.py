@@ -77,7 +77,11 @@ def main() -> None:
     # identity fraction 0.84 -> 0.95; see the README)
     args.overrides = ["adapt.prior_weight=5", "adapt.prior_warmup_epochs=1", *args.overrides]
     if args.full:
-        given = {a.dest for a in parser._actions if any(o in sys.argv for o in a.option_strings)}
+        given = {
+            a.dest
+            for a in parser._actions
+            if any(arg.split("=")[0] in a.option_strings for arg in sys.argv[1:])
+        }
         for key, value in FULL.items():
             if key not in given:
                 setattr(args, key, value)

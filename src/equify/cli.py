@@ -88,7 +88,6 @@ def _parser() -> argparse.ArgumentParser:
                 help="initialise --model with pretrained weights before training on the data: "
                 "imagenet (mobilenet_v2) or a weights file (model.weights)",
             )
-        if name in ("adapt", "pretrain", "train"):
             p.add_argument(
                 "--size",
                 type=int,

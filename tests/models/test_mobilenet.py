@@ -116,10 +116,14 @@ def test_missing_weights_package_names_the_install_command(monkeypatch) -> None:
 
 
 def test_bad_weights_requests() -> None:
-    with pytest.raises(ValueError, match="no pretrained weights 'cifar'"):
+    with pytest.raises(ValueError, match="'cifar' are neither a known name"):
         load_pretrained_weights(create_model("mobilenet_v2"), "cifar")
-    with pytest.raises(ValueError, match="no pretrained weights"):
+    with pytest.raises(ValueError, match="known: mobilenet_v2:imagenet"):
         load_pretrained_weights(create_model("resnet18"), "imagenet")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        pretrained_weights_file("resnet18", "imagenet")
+    with pytest.raises(ValueError, match=r"k must be an int in \[1, 1000\]"):
+        top_labels(torch.zeros(1, 1000), k=0)
     with pytest.raises(ValueError, match="create_model"):
         load_pretrained_weights(MobileNetV2(), "imagenet")
     with pytest.raises(TypeError, match="name or a path"):
@@ -192,3 +196,18 @@ def test_canonicalized_mobilenet_is_exactly_invariant(group) -> None:
         assert_equivariant(model, x, g, ImageAction(), InvariantAction(), atol=1e-10)
         bare = equivariance_error(predictor, x, g, ImageAction(), InvariantAction())
     assert bare.max_relative_error() > 1e-2
+
+
+def test_own_weights_file_with_wrapper_prefixes_and_a_new_head(tmp_path) -> None:
+    """A user's file saved from a wrapped model (``module.`` prefix of DDP) with another class
+    count: the prefix is removed and only the head is left initialised. Needs no wheel."""
+    torch.manual_seed(0)
+    source = create_model("mobilenet_v2", num_classes=7)
+    path = tmp_path / "ddp.pt"
+    torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, path)
+    model = create_model("mobilenet_v2", num_classes=3, in_channels=1)
+    report = load_pretrained_weights(model, path)
+    assert report["new_head"] and report["file"] == str(path)
+    assert torch.equal(model.features[0][0].weight, source.features[0][0].weight)
+    with pytest.raises(ValueError, match="neither a known name"):
+        load_pretrained_weights(model, tmp_path / "missing.pt")

@@ -127,3 +127,23 @@ def test_prior_warmup_must_leave_epochs_for_the_task():
     for bad in ("5", "-1", "1.5", "true"):
         with pytest.raises(ValueError, match="prior_warmup_epochs"):
             load_config(overrides=[f"adapt.prior_warmup_epochs={bad}"])
+
+
+def test_a_weights_name_wins_over_a_file_of_that_name_and_paths_need_not_exist(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imagenet").write_bytes(b"")
+    cfg = load_config(overrides=["model.architecture=mobilenet_v2", "model.weights=imagenet"])
+    assert cfg["model"]["weights"] == "imagenet"
+    # a saved run stays loadable when its weights file has moved: pretraining reports it
+    cfg = load_config(overrides=["model.architecture=mobilenet_v2", "model.weights=gone/w.pth"])
+    assert cfg["model"]["weights"] == "gone/w.pth"
+    with pytest.raises(ValueError, match="prior_weight > 0"):
+        load_config(overrides=["adapt.prior_warmup_epochs=1", "adapt.prior_weight=0"])
+
+
+def test_scientific_notation_is_a_number():
+    cfg = load_config(overrides=["adapt.lr_canonicalizer=1e-2", "pretrain.lr=5E-4"])
+    assert cfg["adapt"]["lr_canonicalizer"] == 0.01 and cfg["pretrain"]["lr"] == 5e-4
+    assert load_config(overrides=["output_dir=runs/1e5x"])["output_dir"] == "runs/1e5x"

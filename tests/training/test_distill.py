@@ -87,11 +87,21 @@ def test_distillation_trains_only_the_canonicalizer_and_keeps_exactness(group) -
     model = EquivariantModel(predictor, DiscreteCanonicalizer(g, in_channels=3))
     can_before = copy.deepcopy(model.canonicalizer.state_dict())
     images = torch.rand(24, 3, 17, 17)
+
+    def identity_fraction() -> float:
+        model.eval()
+        with torch.no_grad():
+            _, result = model.forward_with_result(images)
+        return float((result.elements == 0).float().mean())
+
+    identity_before = identity_fraction()
     out = distill_canonicalizer(
-        model, images, val_images=images[:8], epochs=2, batch_size=8, accelerator="cpu"
+        model, images, val_images=images[:8], epochs=3, batch_size=8, lr=1e-2, accelerator="cpu"
     )
-    assert out["epochs"] == 2 and {"loss", "prior", "acc"} <= set(out["train"])
-    assert "identity_fraction" in out["val"] and 0.0 <= out["val"]["acc"] <= 1.0
+    assert out["epochs"] == 3 and {"loss", "prior", "acc"} <= set(out["train"])
+    assert "identity_fraction" in out["val"]
+    # the prior taught the canonicalizer to keep these (upright) images upright
+    assert identity_fraction() >= identity_before + 0.25
     # the predictor is frozen: weights and BatchNorm statistics unchanged
     for k, v in model.predictor.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -132,8 +142,9 @@ def test_prior_only_warm_up_trains_the_canonicalizer_alone() -> None:
     _, result = model.forward_with_result(x)
     torch.testing.assert_close(loss, 2.0 * model.aux_loss(result))
     loss.backward()
-    assert all(p.grad is None for p in model.predictor.parameters())
-    assert any(p.grad is not None for p in model.canonicalizer.parameters())
+    # the predictor stays in the graph (DDP needs it) with zero gradients
+    assert all(p.grad is None or not p.grad.any() for p in model.predictor.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.canonicalizer.parameters())
     model.zero_grad(set_to_none=True)
     joint = ClassifierModule(model, lr_model=1e-3, lr_canonicalizer=1e-3, prior_weight=2.0)
     joint.training_step((x, y), 0).backward()

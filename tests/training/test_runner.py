@@ -331,3 +331,38 @@ def test_report_notes_tied_and_degenerate_inputs():
     )
     assert "1.025 predictor passes per input" in table
     assert "pretrained:" not in table
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_pretraining_starts_from_a_weights_file(tmp_path):
+    """model.weights with a file (no wheel needed): the pretrained step starts from it, a model
+    that normalises its own input gets the raw data, and other weights mean another model."""
+    from equify.models import create_model, read_checkpoint
+
+    torch.manual_seed(3)
+    source = create_model("mobilenet_v2", num_classes=10, in_channels=1)
+    weights = tmp_path / "start.pt"
+    torch.save(source.state_dict(), weights)
+    run = tmp_path / "run"
+    cfg = tiny_config(
+        run,
+        "model.architecture=mobilenet_v2",
+        f"model.weights={weights}",
+        "data.size=16",
+        "data.fit=resize",
+        "pretrain.lr=0.000000000001",  # one epoch that barely moves the weights
+        pretrain_epochs=1,
+    )
+    data = prepare_data(cfg)
+    model = pretrained_model(cfg, data, run)
+    torch.testing.assert_close(model.net.features[0][0].weight, source.features[0][0].weight)
+    meta = read_checkpoint(run / "pretrained.pt").metadata
+    assert meta["normalization"] == {"mean": [0.0], "std": [1.0]}  # ImageNet stats are inside
+    assert meta["fingerprint"]["weights"] == str(weights)
+    other = tmp_path / "other.pt"
+    torch.save(create_model("mobilenet_v2", num_classes=10, in_channels=1).state_dict(), other)
+    cfg2 = {**cfg, "model": {**cfg["model"], "weights": str(other)}}
+    again = pretrained_model(cfg2, data, run)  # other weights: trained anew, not reused
+    assert not torch.equal(again.net.features[0][0].weight, model.net.features[0][0].weight)
+    with pytest.raises(ValueError, match="neither a known name"):
+        pretrained_model({**cfg, "model": {**cfg["model"], "weights": "/no/such.pt"}}, data, run)

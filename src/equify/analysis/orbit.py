@@ -276,6 +276,9 @@ def rotation_consistency(
         raise ValueError(f"expected images of shape (N, C, H, W), got {got}")
     if len(images) == 0:
         raise ValueError("rotation_consistency needs at least one image, got an empty batch")
+    if not images.is_floating_point():
+        raise TypeError(f"expected floating images in [0, 1], got dtype {images.dtype}")
+    rotations = RotationSet.parse(rotations)  # a bad group or angle list fails before any pass
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     ref = model if reference is None else reference

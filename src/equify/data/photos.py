@@ -86,7 +86,8 @@ def available_photos(sources: Sequence[str] | None = None) -> dict[str, Path]:
     """The known photos installed on this machine, ``name -> file``, in a fixed order.
 
     Args:
-        sources: keep only names starting with these prefixes (e.g. ``["skimage"]``).
+        sources: keep only these sources, the part of a name before ``/`` (e.g.
+            ``["skimage", "opencv"]``).
 
     Raises:
         TypeError: ``sources`` is a plain string (give a list).
@@ -211,6 +212,8 @@ def split_photos(
         ValueError: fewer than two names, or ``test_fraction`` outside ``(0, 1)``.
     """
     names = list(names)
+    if len(set(names)) != len(names):
+        raise ValueError("photo names must be distinct")
     if len(names) < 2:
         raise ValueError(f"need at least two photos to split, got {len(names)}")
     if not 0.0 < test_fraction < 1.0:

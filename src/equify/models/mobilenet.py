@@ -151,6 +151,8 @@ class MobileNetV2(nn.Module):
             raise ValueError(f"normalization must be 'imagenet' or None, got {normalization!r}")
         stats = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else (None, None)
         self.in_channels = in_channels
+        #: the model applies the ImageNet statistics itself (raw [0, 1] images in)
+        self.normalizes_input = normalization == "imagenet"
         self.input = InputAdapter(in_channels, *stats)
         c = _divisible(32 * width_mult)
         last = _divisible(1280 * max(1.0, width_mult))

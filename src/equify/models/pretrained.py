@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from equify.models.checkpoint import load_state_dict_into, read_checkpoint
+from equify.models.checkpoint import _align_keys, load_state_dict_into, read_checkpoint
 from equify.models.registry import architecture_of
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "imagenet_classes",
     "load_pretrained_weights",
     "pretrained_weights_file",
+    "resolve_weights",
     "top_labels",
 ]
 
@@ -100,6 +101,28 @@ def pretrained_weights_file(architecture: str, weights: str = "imagenet") -> Pat
     return path
 
 
+def resolve_weights(weights: str | os.PathLike[str], architecture: str | None) -> Path | None:
+    """What ``weights`` means: None for a known name of ``architecture`` (see
+    :data:`PRETRAINED_WEIGHTS`; a name wins over a file of that name), else the file it names.
+
+    Raises:
+        TypeError: ``weights`` is neither a string nor a path.
+        ValueError: neither a known name nor an existing file.
+    """
+    if not isinstance(weights, (str, os.PathLike)) or not str(weights):
+        raise TypeError(f"expected weights to be a name or a path, got {weights!r}")
+    if isinstance(weights, str) and (architecture, weights) in PRETRAINED_WEIGHTS:
+        return None
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return path
+    known = ", ".join(f"{a}:{w}" for a, w in sorted(PRETRAINED_WEIGHTS)) or "none"
+    raise ValueError(
+        f"weights {str(weights)!r} are neither a known name for architecture {architecture!r} "
+        f"(known: {known}) nor an existing file"
+    )
+
+
 def _head_name(model: nn.Module) -> str | None:
     """The qualified name of ``model.head`` (or ``model.fc``) among its submodules."""
     head = getattr(model, "head", None)
@@ -136,20 +159,18 @@ def load_pretrained_weights(
     """
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"expected weights to be a name or a path, got {type(weights).__name__}")
-    if isinstance(weights, str) and not Path(weights).exists():
-        if architecture is None:
-            spec = architecture_of(model)
-            if spec is None:
-                raise ValueError(
-                    f"cannot tell which architecture's {weights!r} weights to load: build the "
-                    "model with equify.models.create_model or pass architecture="
-                )
-            architecture = spec["name"]
-        path = pretrained_weights_file(architecture, weights)
-    else:
-        path = Path(weights)
-    state = dict(read_checkpoint(path).state_dict)
+    if architecture is None:
+        spec = architecture_of(model)
+        architecture = spec["name"] if spec is not None else None
+    if architecture is None and not Path(weights).expanduser().is_file():
+        raise ValueError(
+            f"cannot tell which architecture's {str(weights)!r} weights to load: build the "
+            "model with equify.models.create_model or pass architecture="
+        )
+    file = resolve_weights(weights, architecture)
+    path = file if file is not None else pretrained_weights_file(str(architecture), str(weights))
     own = model.state_dict()
+    state, _ = _align_keys(dict(read_checkpoint(path).state_dict), set(own))
     head = _head_name(model)
     new_head = False
     if head is not None:
@@ -202,6 +223,8 @@ def top_labels(logits: torch.Tensor, k: int = 1) -> list[list[str]]:
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != 1000:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"expected (B, 1000) ImageNet logits, got {shape}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
+        raise ValueError(f"k must be an int in [1, 1000], got {k!r}")
     names = _imagenet_classes()
     idx = logits.topk(k, dim=1).indices.tolist()
     return [[names[i] for i in row] for row in idx]

@@ -17,6 +17,7 @@ Sections:
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -177,11 +178,27 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     return config
 
 
+#: Scientific notation without a dot (``1e-3``), which YAML 1.1 reads as a string.
+_SCIENTIFIC = re.compile(r"[+-]?\d+[eE][+-]?\d+")
+
+
+def _numbers(value: Any) -> Any:
+    """``value`` with every ``1e-3``-style string read as the float it spells."""
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
 def _safe_load(text: str, source: str) -> Any:
-    """``yaml.safe_load`` with a one-line ValueError naming the source, line and column."""
+    """``yaml.safe_load`` with a one-line ValueError naming the source, line and column;
+    ``1e-3`` is read as a number (YAML 1.1 needs ``1.0e-3``)."""
     yaml = _yaml()
     try:
-        return yaml.safe_load(text)
+        return _numbers(yaml.safe_load(text))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
@@ -211,8 +228,11 @@ def _absolute_paths(config: dict[str, Any]) -> dict[str, Any]:
     against the working directory), so that a saved run is usable from anywhere."""
     for section, key in (("model", "checkpoint"), ("data", "root"), ("model", "weights")):
         v = config[section][key]
-        if key == "weights" and not (isinstance(v, str) and Path(v).expanduser().is_file()):
-            continue  # a weights name such as "imagenet", not a path
+        if key == "weights" and (
+            _is_weights_name(config["model"])
+            or not (isinstance(v, str) and Path(v).expanduser().is_file())
+        ):
+            continue  # a weights name such as "imagenet" (a name wins over a file of that name)
         if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
             config[section][key] = str(Path(v).expanduser().resolve())
         elif isinstance(v, str) and v.startswith("~"):
@@ -252,8 +272,19 @@ def _check_canonicalizer_group(kind: str, g: object) -> None:
         raise ValueError(f"adapt.group {g} is not supported for images; use C<n>, D<n>, SO2, O2")
 
 
+def _is_weights_name(m: dict[str, Any]) -> bool:
+    """Whether ``model.weights`` is a known weights name of ``model.architecture``."""
+    from equify.models.pretrained import PRETRAINED_WEIGHTS
+
+    return (m["architecture"], m["weights"]) in PRETRAINED_WEIGHTS
+
+
 def _check_weights(m: dict[str, Any]) -> None:
-    """``model.weights``: None, a known name for ``model.architecture``, or an existing file."""
+    """``model.weights``: None, a known name for ``model.architecture``, or a file path.
+
+    A path is not required to exist here (a saved run's configuration stays loadable when the
+    file moves: its weights are in ``pretrained.pt``); pretraining reports a missing file.
+    """
     from equify.models.pretrained import PRETRAINED_WEIGHTS
 
     w = m["weights"]
@@ -266,11 +297,12 @@ def _check_weights(m: dict[str, Any]) -> None:
             "model.weights initialises model.architecture before pretraining; a "
             "model.checkpoint (--checkpoint) already holds its weights: give one of the two"
         )
-    if (m["architecture"], w) in PRETRAINED_WEIGHTS or Path(w).expanduser().is_file():
+    p = Path(w)
+    if _is_weights_name(m) or p.suffix or len(p.parts) > 1 or p.expanduser().is_file():
         return
     known = sorted(name for arch, name in PRETRAINED_WEIGHTS if arch == m["architecture"])
     raise ValueError(
-        f"model.weights={w!r} is neither a file nor a known name for architecture "
+        f"model.weights={w!r} is neither a file path nor a known name for architecture "
         f"{m['architecture']!r} (known: {', '.join(known) or 'none'})"
     )
 
@@ -356,6 +388,10 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"adapt.prior_warmup_epochs must be an int in [0, adapt.epochs = {a['epochs']}), "
             f"got {w!r}"
+        )
+    if w and "canon-prior" in methods and not a["prior_weight"]:
+        raise ValueError(
+            "adapt.prior_warmup_epochs trains on the prior alone: it needs adapt.prior_weight > 0"
         )
     if not isinstance(config["model"]["kwargs"], dict):
         raise ValueError("model.kwargs must be a mapping")

@@ -45,7 +45,7 @@ def soft_targets(
         teacher: ``(B, C, H, W) -> (B, classes)`` logits; evaluated in eval mode (restored).
         images: ``(N, C, H, W)`` inputs as the teacher takes them.
         temperature: softening of the probabilities (> 0).
-        batch_size: images per pass.
+        batch_size: images per pass (a positive int).
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) == 0:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -54,6 +54,8 @@ def soft_targets(
         raise TypeError(f"expected temperature to be a float, got {type(temperature).__name__}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     was_training = teacher.training
     teacher.eval()
     device = next((p.device for p in teacher.parameters()), torch.device("cpu"))
@@ -93,7 +95,9 @@ def distill_canonicalizer(
         val_images: held-out upright images; their agreement with the teacher is logged.
         epochs, batch_size, lr: the canonicalizer's training (Adam).
         prior_weight: weight of the canonicalizer's prior (``aux_loss``).
-        temperature: softening of the teacher's probabilities.
+        temperature: softening of the teacher's probabilities only: the targets are
+            ``softmax(teacher / T)`` and the wrapped model is trained at temperature 1 against
+            them (T = 1, the default, is the KL divergence to the teacher itself).
         seed: seeds the shuffling and the canonicalizer's sampling.
         accelerator: Lightning accelerator (``"auto"``, ``"cpu"``, ``"gpu"``).
         progress_bar: show Lightning's progress bar.
@@ -101,7 +105,8 @@ def distill_canonicalizer(
     Returns:
         ``{"epochs", "train": {metric: value}, "val": {...}}`` from the last epoch: the
         distillation loss, the prior, the agreement with the teacher (``acc``) and the
-        canonicalizer's identity fraction.
+        canonicalizer's identity fraction. ``model`` is left in eval mode with its predictor's
+        parameters frozen (``requires_grad=False``).
 
     Raises:
         TypeError: ``model`` is not a canonicalization wrapper.
@@ -120,6 +125,14 @@ def distill_canonicalizer(
     if teacher is None:
         teacher = copy.deepcopy(model.predictor).eval()
     targets = soft_targets(teacher, images, temperature)
+    with torch.no_grad():
+        was_training = model.training
+        probe = model.eval()(images[:1].to(next(model.parameters()).device))
+        model.train(was_training)
+    if probe.shape[-1] != targets.shape[1]:
+        raise ValueError(
+            f"the teacher predicts {targets.shape[1]} classes but the model {probe.shape[-1]}"
+        )
     train = DataLoader(
         TensorDataset(images, targets),
         batch_size=batch_size,

@@ -202,7 +202,8 @@ class ClassifierModule(L.LightningModule):
                 prior = self.model.aux_loss(result)
                 # during the warm-up the prior alone trains (the predictor gets no gradient)
                 warm = self.current_epoch < self.aux_only_epochs
-                loss = (0.0 if warm else task) + self.prior_weight * prior
+                # (task * 0 keeps the predictor in the graph: DDP expects every parameter used)
+                loss = (task * 0.0 if warm else task) + self.prior_weight * prior
                 self.log(
                     "train/prior", prior.detach(), on_epoch=True, on_step=False, sync_dist=True
                 )

@@ -174,20 +174,6 @@ class EpochShuffle(Sampler[int]):
         return math.ceil(self.n / self.world) if self.world > 1 else self.n
 
 
-def _normalizes_data(cfg: dict[str, Any]) -> bool:
-    """Whether the data's statistics normalise the images: not for pretrained weights
-    (``model.weights``), whose network normalises its input with its own statistics."""
-    if cfg["model"].get("weights") is not None:
-        if cfg["data"]["normalize"]:
-            logger.info(
-                "model.weights=%s: the network normalises its input itself (e.g. with the "
-                "ImageNet statistics); the data's own normalisation is not applied",
-                cfg["model"]["weights"],
-            )
-        return False
-    return bool(cfg["data"]["normalize"])
-
-
 def prepare_data(cfg: dict[str, Any]) -> DataBundle:
     """Load the configured data set: seeded train/val/test splits, raw images, train statistics."""
     d = cfg["data"]
@@ -197,7 +183,7 @@ def prepare_data(cfg: dict[str, Any]) -> DataBundle:
         root=d["root"],
         size=d["size"],
         fit=d["fit"],
-        normalize=_normalizes_data(cfg),
+        normalize=bool(d["normalize"]),
         test_fraction=d["test_fraction"] if name in _SEEDED_SOURCES else None,
         seed=cfg["seed"],
     )
@@ -453,8 +439,7 @@ def pretrained_model(
             return _load_pretrained(path)
         logger.info("%s was trained with other settings: training anew", path)
         resume = False
-    net = _pretrain(cfg, data, resume)["model"]
-    return Normalized(net, data.mean, data.std).eval()
+    return _pretrain(cfg, data, resume)["normalized"]
 
 
 def _warn_other_data(checkpoint: str, data_name: str) -> None:
@@ -532,7 +517,7 @@ def _refuse_other_run(
 
 def _pretrain_keys(cfg: dict[str, Any]) -> set[tuple[str, ...]]:
     """The flattened configuration keys that determine the pretrained model."""
-    keys = {("seed",), ("model", "architecture"), ("model", "kwargs")}
+    keys = {("seed",), ("model", "architecture"), ("model", "kwargs"), ("model", "weights")}
     keys |= {("data", k) for k in cfg["data"] if k != "max_test"}
     keys |= {("pretrain", k) for k in cfg["pretrain"]}
     return keys
@@ -601,9 +586,16 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
             loaded["loaded"],
             ", a new head" if loaded["new_head"] else "",
         )
-    module = ClassifierModule(
-        Normalized(net, data.mean, data.std), lr_model=p["lr"], method="pretrain"
-    )
+    mean, std = data.mean, data.std
+    if getattr(net, "normalizes_input", False):
+        # the network applies its own statistics (the ImageNet ones for ImageNet weights):
+        # the data's would come on top of them
+        logger.info(
+            "%s normalises its input itself: the data's statistics are not applied",
+            m["architecture"],
+        )
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
+    module = ClassifierModule(Normalized(net, mean, std), lr_model=p["lr"], method="pretrain")
     start = time.perf_counter()
     _fit(
         module,
@@ -622,7 +614,7 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
             net,
             metadata={
                 "data": data.name,
-                "normalization": {"mean": data.mean.tolist(), "std": data.std.tolist()},
+                "normalization": {"mean": mean.tolist(), "std": std.tolist()},
                 "pretrain": p,
                 "fingerprint": _pretrain_fingerprint(cfg, data),
             },
@@ -631,6 +623,7 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
         "path": str(path),
         "seconds": seconds,
         "model": net.eval(),
+        "normalized": Normalized(net, mean, std).eval(),
         "equivariance_history": module.equivariance_history,
     }
 
@@ -936,7 +929,7 @@ def run_train(
         info = _pretrain(cfg, data, resume)
         if not rank_zero:
             return None
-        model = Normalized(info["model"], data.mean, data.std).eval()
+        model = info["normalized"]
         name = cfg["model"]["architecture"]
         evaluation = evaluate_models({name: model}, model, data, cfg)
         results = {
