@@ -82,14 +82,19 @@ def _figure(photo: torch.Tensor, name: str, group, bare, adapted, path: Path) ->
     plt.close(fig)
 
 
-def _most_inconsistent(bare, test: list[str], loaded: dict, group, size: int) -> str:
-    """The held-out photo (centre view) whose bare top-1 changes under the most elements."""
+def _pictured(bare, test: list[str], loaded: dict, group, size: int) -> str:
+    """The held-out photo to draw: among those the bare model labels with confidence >= 0.5
+    upright (a label a reader can check), the one whose top-1 changes under the most elements
+    (all photos when none is that confident)."""
     views = torch.stack([centre_view(loaded[n], size) for n in test])
+    with torch.no_grad():
+        confidence = torch.softmax(bare(views), 1).amax(1)
     changes = [
         sum(1 - a for a in rotation_consistency(bare, views[i : i + 1], group).accuracy)
         for i in range(len(test))
     ]
-    return test[max(range(len(test)), key=lambda i: (changes[i], -i))]
+    sure = [i for i in range(len(test)) if confidence[i] >= 0.5] or list(range(len(test)))
+    return test[max(sure, key=lambda i: (changes[i], float(confidence[i])))]
 
 
 def main() -> None:
@@ -107,7 +112,7 @@ def main() -> None:
     parser.add_argument(
         "--figure-photo",
         default=None,
-        help="the pictured held-out photo (default: the one whose bare top-1 changes most)",
+        help="the pictured held-out photo (default: see _pictured)",
     )
     parser.add_argument("--zero-shot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--threads", type=int, default=None)
@@ -184,7 +189,7 @@ def main() -> None:
             f"{entry['adapted']['worst']:.3f}; upright changed "
             f"{100 * entry['adapted']['upright_changed']:.1f}%"
         )
-        pictured = args.figure_photo or _most_inconsistent(bare, test, loaded, g, args.size)
+        pictured = args.figure_photo or _pictured(bare, test, loaded, g, args.size)
         fig = Path(args.out).with_name(f"imagenet_photos_{gname}.png")
         _figure(centre_view(loaded[pictured], args.size), pictured, g, bare, adapted, fig)
         entry["figure"] = {"file": fig.name, "photo": pictured}
