@@ -118,7 +118,9 @@ def test_missing_weights_package_names_the_install_command(monkeypatch) -> None:
 def test_bad_weights_requests() -> None:
     with pytest.raises(ValueError, match="'cifar' are neither a known name"):
         load_pretrained_weights(create_model("mobilenet_v2"), "cifar")
-    with pytest.raises(ValueError, match="known: mobilenet_v2:imagenet"):
+    with pytest.raises(
+        ValueError, match="known: efficientnet_lite0:imagenet, mobilenet_v2:imagenet"
+    ):
         load_pretrained_weights(create_model("resnet18"), "imagenet")
     with pytest.raises(ValueError, match="no pretrained weights"):
         pretrained_weights_file("resnet18", "imagenet")

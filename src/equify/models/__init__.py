@@ -20,6 +20,7 @@ from equify.models.checkpoint import (
 )
 from equify.models.cnn import SmallCNN
 from equify.models.dense import DensePredictor, coordinate_channels
+from equify.models.efficientnet import EfficientNetLite, efficientnet_lite0
 from equify.models.gcnn import GroupCNN, GroupResNet, p4cnn, p4mcnn, p4mresnet, p4resnet
 from equify.models.mobilenet import IMAGENET_MEAN, IMAGENET_STD, MobileNetV2, mobilenet_v2
 from equify.models.partial_gcnn import (
@@ -54,6 +55,7 @@ __all__ = [
     "Bottleneck",
     "Checkpoint",
     "DensePredictor",
+    "EfficientNetLite",
     "GroupCNN",
     "GroupResNet",
     "MobileNetV2",
@@ -66,6 +68,7 @@ __all__ = [
     "available_models",
     "coordinate_channels",
     "create_model",
+    "efficientnet_lite0",
     "extract_state_dict",
     "full_gcnn",
     "imagenet_classes",

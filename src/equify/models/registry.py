@@ -15,6 +15,7 @@ from torch import nn
 
 from equify.models.cnn import SmallCNN
 from equify.models.dense import DensePredictor
+from equify.models.efficientnet import efficientnet_lite0
 from equify.models.gcnn import p4cnn, p4mcnn, p4mresnet, p4resnet
 from equify.models.mobilenet import mobilenet_v2
 from equify.models.partial_gcnn import full_gcnn, ordinary_cnn, partial_gcnn
@@ -47,6 +48,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "full_gcnn": full_gcnn,
     "ordinary_cnn": ordinary_cnn,
     "mobilenet_v2": mobilenet_v2,
+    "efficientnet_lite0": efficientnet_lite0,
 }
 
 
@@ -83,8 +85,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
     Args:
         name: one of :func:`available_models` (``"small_cnn"``, ``"resnet18"``,
-            ``"resnet34"``, ``"resnet50"``, ``"mobilenet_v2"``, ``"vit_tiny"``, ``"dense"``, and
-            the group CNNs
+            ``"resnet34"``, ``"resnet50"``, ``"mobilenet_v2"``, ``"efficientnet_lite0"``,
+            ``"vit_tiny"``, ``"dense"``, and the group CNNs
             ``"p4cnn"``, ``"p4mcnn"``, ``"p4resnet"``, ``"p4mresnet"``; the partial G-CNNs
             ``"partial_gcnn"``, ``"full_gcnn"`` and their baseline ``"ordinary_cnn"``).
         **kwargs: keyword arguments of the model's factory (e.g. ``in_channels``,
