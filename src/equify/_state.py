@@ -1,12 +1,40 @@
-"""Module state shared by the wrappers of the canonicalization and symmetrization families."""
+"""Module state shared across equify: the wrappers' remembered results, and evaluating a model
+without leaving its mode changed."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["DetachedLastResult"]
+__all__ = ["DetachedLastResult", "device_of", "eval_mode"]
+
+
+@contextlib.contextmanager
+def eval_mode(model: object) -> Iterator[None]:
+    """Put an ``nn.Module`` in eval mode for the block and restore its mode after, also on
+    errors; any other callable is left alone."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def device_of(model: Callable) -> torch.device:
+    """The device of a module's first parameter; the CPU for parameterless models and plain
+    callables."""
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
 
 
 class DetachedLastResult(nn.Module):

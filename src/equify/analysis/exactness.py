@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equify._state import eval_mode
 from equify.actions import Action, ImageAction, InvariantAction, RegularAction
 from equify.groups import FiniteGroup
 from equify.groups import group as parse_group
@@ -498,13 +499,11 @@ def exact_sizes(
             f"no module named {feature_layer!r} in the model; names include: "
             + ", ".join(list(n for n in modules if n)[:12])
         )
-    was_training = model.training
-    model.eval()
     ref = next((p for p in model.parameters()), None)
     device = ref.device if ref is not None else torch.device("cpu")
     dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
     out: list[SizeVerdict] = []
-    try:
+    with eval_mode(model):
         for n in sizes:
             gen = torch.Generator().manual_seed(seed + n)
             x = torch.randn(batch, in_channels, n, n, generator=gen).to(device=device, dtype=dtype)
@@ -527,8 +526,6 @@ def exact_sizes(
                     )
                     verdict.feature_error = rep.max_relative_error()
             out.append(verdict)
-    finally:
-        model.train(was_training)
     return out
 
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 
+from equify._state import device_of, eval_mode
 from equify.actions import Action, ImageAction, InvariantAction
 from equify.actions.image import exact_codes
 from equify.data.dataset import ImageDataset
@@ -62,13 +62,6 @@ class OrbitEvaluation:
         return {**asdict(self), "mean": self.mean, "worst": self.worst}
 
 
-def _device_of(model: Callable) -> torch.device:
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
 def _matrices(rs: RotationSet) -> torch.Tensor:
     if rs.group is not None:
         return rs.group.matrix(rs.indices, dtype=torch.float64)
@@ -104,21 +97,15 @@ def _accuracies(
 ) -> list[float]:
     """Accuracy of ``model`` on ``dataset`` under each transform of the raw ``[0, 1]`` pixels
     (normalisation after it), in eval mode (the model's mode is restored)."""
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    device = _device_of(model)
+    device = device_of(model)
     correct = torch.zeros(len(transforms), dtype=torch.long)
-    try:
+    with eval_mode(model):
         for start in range(0, len(dataset), batch_size):
             raw = dataset.images[start : start + batch_size].to(device)
             labels = dataset.labels[start : start + batch_size].to(device)
             for u, transform in enumerate(transforms):
                 logits = model(dataset.normalize(transform(raw)))
                 correct[u] += int((logits.argmax(1) == labels).sum())
-    finally:
-        if isinstance(model, nn.Module):
-            model.train(was_training)
     return (correct.double() / max(len(dataset), 1)).tolist()
 
 
@@ -282,18 +269,12 @@ def rotation_consistency(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     ref = model if reference is None else reference
-    was_training = getattr(ref, "training", False)
-    if isinstance(ref, nn.Module):
-        ref.eval()
-    try:
-        device = _device_of(ref)
+    device = device_of(ref)
+    with eval_mode(ref):
         top1 = [
             ref(images[i : i + batch_size].to(device)).argmax(1).cpu()
             for i in range(0, len(images), batch_size)
         ]
-    finally:
-        if isinstance(ref, nn.Module):
-            ref.train(was_training)
     labels = torch.cat(top1)
     classes = [str(c) for c in range(int(labels.max()) + 1)]
     dataset = ImageDataset(images, labels, classes, "consistency")
@@ -318,14 +299,8 @@ def invariance_error(
     Returns:
         ``{"max_abs": ..., "max_relative": ..., "mean_abs": ...}`` over all elements.
     """
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    try:
+    with eval_mode(model):
         rep = equivariance_error(model, images, group, action or ImageAction(), InvariantAction())
-    finally:
-        if isinstance(model, nn.Module):
-            model.train(was_training)
     return {
         "max_abs": rep.max_error(),
         "max_relative": rep.max_relative_error(),

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equify._state import eval_mode
 from equify.actions import Action, ImageAction
 from equify.canonicalization.base import CanonicalizationResult
 from equify.groups import ContinuousGroup, FiniteGroup
@@ -144,11 +145,8 @@ class DataDrivenPrior(Prior):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         action = in_action if in_action is not None else ImageAction()
-        was_training = getattr(predictor, "training", False)
-        if isinstance(predictor, nn.Module):
-            predictor.eval()
         total, count = torch.zeros(group.order, dtype=torch.float64), 0
-        try:
+        with eval_mode(predictor):
             for i, batch in enumerate(data):
                 if max_batches is not None and i >= max_batches:
                     break
@@ -163,9 +161,6 @@ class DataDrivenPrior(Prior):
                 q = torch.softmax(torch.stack(conf, 1).double() / temperature, dim=1)
                 total += q.sum(0).cpu()
                 count += q.shape[0]
-        finally:
-            if isinstance(predictor, nn.Module):
-                predictor.train(was_training)
         if count == 0:
             raise ValueError("DataDrivenPrior.estimate got no data")
         p = total / count

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from equify._state import device_of, eval_mode
 from equify.training.module import ClassifierModule, is_wrapper
 
 try:
@@ -56,16 +57,12 @@ def soft_targets(
         raise ValueError(f"temperature must be positive, got {temperature}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    was_training = teacher.training
-    teacher.eval()
-    device = next((p.device for p in teacher.parameters()), torch.device("cpu"))
-    try:
+    device = device_of(teacher)
+    with eval_mode(teacher):
         out = [
             torch.softmax(teacher(images[i : i + batch_size].to(device)).float() / temperature, 1)
             for i in range(0, len(images), batch_size)
         ]
-    finally:
-        teacher.train(was_training)
     return torch.cat(out).cpu()
 
 
@@ -125,10 +122,8 @@ def distill_canonicalizer(
     if teacher is None:
         teacher = copy.deepcopy(model.predictor).eval()
     targets = soft_targets(teacher, images, temperature)
-    with torch.no_grad():
-        was_training = model.training
-        probe = model.eval()(images[:1].to(next(model.parameters()).device))
-        model.train(was_training)
+    with torch.no_grad(), eval_mode(model):
+        probe = model(images[:1].to(device_of(model)))
     if probe.shape[-1] != targets.shape[1]:
         raise ValueError(
             f"the teacher predicts {targets.shape[1]} classes but the model {probe.shape[-1]}"
