@@ -36,12 +36,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=None, help="model.weights, e.g. imagenet")
     parser.add_argument("--size", type=int, default=None, help="data.size (default: 28)")
     parser.add_argument("--fit", default="pad", help="data.fit: pad or resize")
-    parser.add_argument("--lr-pretrain", type=float, default=None, help="pretrain.lr")
-    parser.add_argument("--lr-predictor", type=float, default=None, help="adapt.lr_predictor")
     parser.add_argument("--angles-step", type=int, default=15, help="evaluate.angles_step")
-    parser.add_argument(
-        "--canonicalizer-view", type=int, default=64, help="adapt.canonicalizer_view"
-    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -122,17 +117,10 @@ def run(args: argparse.Namespace, extra: dict | None = None) -> dict:
                 f"data.max_test={args.max_test}" if args.max_test else "data.max_test=",
                 f"adapt.methods={methods}",
                 f"evaluate.zero_shot={str(args.zero_shot).lower()}",
-                f"adapt.canonicalizer_view={args.canonicalizer_view}",
                 f"evaluate.angles_step={args.angles_step}",
                 f"data.fit={args.fit}",
                 f"data.size={args.size}" if args.size else "data.size=",
                 f"model.weights={args.weights}" if args.weights else "model.weights=",
-                *([f"pretrain.lr={args.lr_pretrain}"] if args.lr_pretrain is not None else []),
-                *(
-                    [f"adapt.lr_predictor={args.lr_predictor}"]
-                    if args.lr_predictor is not None
-                    else []
-                ),
                 *args.overrides,
             ],
         )
