@@ -9,6 +9,7 @@ from equify.actions import (
     ImageAction,
     InvariantAction,
     MaskAction,
+    PixelPointAction,
     PointAction,
     RegularAction,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "InvariantAction",
     "MaskAction",
     "OptimizationCanonicalizer",
+    "PixelPointAction",
     "PointAction",
     "RegularAction",
     "assert_equivariant",

@@ -55,7 +55,16 @@ def _parser() -> argparse.ArgumentParser:
             help="override a configuration key, e.g. adapt.group=C8 (repeatable)",
         )
         p.add_argument("--output", help="run directory (output_dir)")
-        p.add_argument("--data", help="data set: mnist, fashion-mnist, digits, folder, ...")
+        p.add_argument(
+            "--task",
+            help="what the model predicts: classification (default) or segmentation "
+            "(then --data digit-scenes, fashion-scenes or nuclei; default model unet)",
+        )
+        p.add_argument(
+            "--data",
+            help="data set: mnist, fashion-mnist, digits, folder, ...; for --task "
+            "segmentation: digit-scenes, fashion-scenes, nuclei",
+        )
         p.add_argument("--root", help="directory of the data set's files (data.root)")
         p.add_argument(
             "--fit", choices=("pad", "resize"), help="reach data.size by padding or resizing"
@@ -136,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace) -> list[str]:
     epochs_key = "adapt.epochs" if args.command == "adapt" else "pretrain.epochs"
     pairs = [
+        ("task", args.task),
         ("output_dir", args.output),
         ("data.name", args.data),
         ("data.root", args.root),
@@ -170,16 +180,9 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def _summary(results: dict) -> str:
-    group = results["group"]
-    lines = []
-    for name, m in results["methods"].items():
-        inv = m["invariance_error"]["max_abs"]
-        lines.append(
-            f"{name}: upright accuracy {100 * m['upright_accuracy']:.2f}%, {group} orbit "
-            f"accuracy {100 * m['orbit']['mean']:.2f}% (worst element "
-            f"{100 * m['orbit']['worst']:.2f}%), invariance error {inv:.1e}"
-        )
-    return "\n".join(lines)
+    from equify.training.tasks import get_task
+
+    return get_task(results.get("task", "classification")).summarize(results)
 
 
 def _check_subset(cfg: dict, config_path: str | None) -> None:

@@ -13,7 +13,7 @@ from equify.actions.base import (
 from equify.actions.boxes import BoxAction
 from equify.actions.image import ImageAction, circle_mask
 from equify.actions.mask import MaskAction
-from equify.actions.points import PointAction
+from equify.actions.points import PixelPointAction, PointAction
 from equify.actions.regular import RegularAction
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "ImageAction",
     "InvariantAction",
     "MaskAction",
+    "PixelPointAction",
     "PointAction",
     "RegularAction",
     "circle_mask",

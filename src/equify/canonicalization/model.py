@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -32,6 +33,13 @@ class EquivariantModel(DetachedLastResult):
         out_action: how the group acts on the predictor's output: ``InvariantAction()``
             (default; class logits), ``ImageAction()`` for dense maps, ``MaskAction()``,
             ``BoxAction(size)``, ``RegularAction(group)``, ``PointAction()``.
+        prompt_actions: how the group acts on side inputs that describe the image (a
+            prompt-conditioned segmenter's boxes, points or masks, as SAM takes them), one action
+            per extra argument of ``forward``: ``BoxAction(size)``, ``PixelPointAction(size)``,
+            ``MaskAction()``, ``ImageAction()``. Each prompt is canonicalized with its image
+            (``c(x)⁻¹·p``) before the predictor sees it: ``Φ(x, p) = c(x)·φ(c(x)⁻¹·x,
+            c(x)⁻¹·p)``, equivariant in ``(x, p)`` jointly. The canonicalizer looks at the image
+            only.
 
     Example:
         >>> import equify, torch
@@ -60,6 +68,7 @@ class EquivariantModel(DetachedLastResult):
         predictor: nn.Module,
         canonicalizer: Canonicalizer,
         out_action: Action | None = None,
+        prompt_actions: Sequence[Action] | None = None,
     ) -> None:
         super().__init__()
         if not callable(predictor):
@@ -71,22 +80,77 @@ class EquivariantModel(DetachedLastResult):
         out_action = out_action if out_action is not None else InvariantAction()
         if not isinstance(out_action, Action):
             raise TypeError(f"out_action must be an equify Action, got {out_action!r}")
+        prompt_actions = tuple(prompt_actions) if prompt_actions is not None else ()
+        for i, a in enumerate(prompt_actions):
+            if not isinstance(a, Action):
+                raise TypeError(
+                    f"prompt_actions[{i}] must be an equify Action (e.g. BoxAction(size)), got "
+                    f"{type(a).__name__}"
+                )
         self.predictor = predictor
         self.canonicalizer = canonicalizer
         self.out_action = out_action
+        self.prompt_actions = prompt_actions
         self.last_result: CanonicalizationResult | None = None
 
-    def forward_with_result(self, x: torch.Tensor) -> tuple[torch.Tensor, CanonicalizationResult]:
-        """Explicit form: ``(Φ(x), result)``, keeping no state."""
+    def _check_prompts(self, x: torch.Tensor, prompts: tuple) -> None:
+        if len(prompts) != len(self.prompt_actions):
+            raise ValueError(
+                f"this model takes {len(self.prompt_actions)} prompt(s) after the images "
+                f"(prompt_actions={list(self.prompt_actions)!r}), got {len(prompts)}"
+            )
+        for i, (p, act) in enumerate(zip(prompts, self.prompt_actions, strict=True)):
+            size = getattr(act, "image_size", None)
+            if size is not None and x.dim() == 4 and tuple(size) != tuple(x.shape[-2:]):
+                raise ValueError(
+                    f"prompt {i}'s action {act!r} turns coordinates about the centre of "
+                    f"{tuple(size)} images, but the images are {tuple(x.shape[-2:])}: build it "
+                    "with the images' size"
+                )
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"prompt {i} must be a torch.Tensor, got {type(p).__name__}")
+            if p.dim() == 0 or p.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"prompt {i} must have one entry per image (batch {x.shape[0]}), got shape "
+                    f"{tuple(p.shape)}"
+                )
+
+    def _move_prompts(
+        self, prompts: tuple, sample: torch.Tensor | None, elements: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """``g⁻¹·p`` for each prompt (its rows at ``sample``, or all), ``elements`` per row."""
+        group = self.canonicalizer.group
+        out = []
+        for p, act in zip(prompts, self.prompt_actions, strict=True):
+            rows = p if sample is None else p.index_select(0, sample.to(p.device))
+            back = inverse_elements(self._elements(elements, rows), group)
+            out.append(act.apply(rows, back, group))
+        return out
+
+    def forward_with_result(
+        self, x: torch.Tensor, *prompts: torch.Tensor
+    ) -> tuple[torch.Tensor, CanonicalizationResult]:
+        """Explicit form: ``(Φ(x, *prompts), result)``, keeping no state.
+
+        Args:
+            x: the inputs the canonicalizer acts on, e.g. images ``(B, C, H, W)``.
+            *prompts: one tensor per entry of ``prompt_actions``, batch first, e.g. boxes
+                ``(B, K, 4)``.
+        """
+        self._check_prompts(x, prompts)
         x_c, result = self.canonicalizer.canonicalize(x)
+        p_c = self._move_prompts(prompts, None, result.elements) if prompts else []
         ties = result.ties
         extra = None if ties is None else ~ties.primary
         if extra is None or not bool(extra.any()):
-            y = self._predict(x_c)
+            y = self._predict(x_c, p_c)
             return self.canonicalizer.invert(y, self.out_action, result=result), result
         B = x.shape[0]
         x_t = self._tied_inputs(x, x_c, result, extra)
-        y_all = self._predict(torch.cat([x_c, x_t]))
+        if prompts:
+            p_t = self._move_prompts(prompts, ties.sample[extra], ties.elements[extra])
+            p_c = [torch.cat([a, b]) for a, b in zip(p_c, p_t, strict=True)]
+        y_all = self._predict(torch.cat([x_c, x_t]), p_c)
         y = self.canonicalizer.invert(y_all[:B], self.out_action, result=result)
         if not y.is_floating_point():
             logger.warning(
@@ -98,8 +162,8 @@ class EquivariantModel(DetachedLastResult):
             return y, result
         return self._average(y, y_all[B:], ties, extra), result
 
-    def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.predictor(x)
+    def _predict(self, x: torch.Tensor, prompts: list[torch.Tensor] | None = None) -> torch.Tensor:
+        y = self.predictor(x, *(prompts or ()))
         if not isinstance(y, torch.Tensor):
             raise TypeError(
                 f"the predictor must return a torch.Tensor, got {type(y).__name__}; wrap it to "
@@ -162,9 +226,9 @@ class EquivariantModel(DetachedLastResult):
         sample = ties.sample.to(y.device)[extra.to(y.device)]
         return (y * scale.view(shape)).index_add(0, sample, mapped * w.view(shape))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``Φ(x)``; the canonicalization is kept in ``last_result``."""
-        y, result = self.forward_with_result(x)
+    def forward(self, x: torch.Tensor, *prompts: torch.Tensor) -> torch.Tensor:
+        """``Φ(x, *prompts)``; the canonicalization is kept in ``last_result``."""
+        y, result = self.forward_with_result(x, *prompts)
         self.last_result = result
         return y
 

@@ -2,6 +2,9 @@
 
 Core equify needs only torch and numpy; the sources that read scikit-learn, mlxtend or Pillow
 import them when called and otherwise raise an ImportError saying ``pip install "equify[data]"``.
+The segmentation sources (digit scenes, StarDist's fluorescence nuclei) return
+:class:`SegmentationDataset` splits through :func:`load_segmentation_splits`; the nuclei need
+``pip install --no-deps stardist==0.9.2 tifffile``.
 
 Example:
     >>> from equify.data import RotatedDataset, load_splits
@@ -17,6 +20,7 @@ from equify.data.fashion_mnist import DEFAULT_FASHION_MNIST_ROOT, load_fashion_m
 from equify.data.folder import load_image_folder
 from equify.data.idx import parse_idx, read_idx
 from equify.data.loading import DATASETS, available_datasets, load_dataset, load_splits
+from equify.data.nuclei import load_nuclei_image, load_nuclei_tiles, nuclei_files
 from equify.data.partial import (
     load_mnist6_180,
     load_mnist6_m,
@@ -33,6 +37,13 @@ from equify.data.photos import (
     split_photos,
 )
 from equify.data.rotated import RotatedDataset, RotationSet, orbit_batch, rotate_batch
+from equify.data.scenes import load_digit_scenes, make_digit_scenes
+from equify.data.segmentation import SegmentationDataset, SegmentationSplits
+from equify.data.segmentation_loading import (
+    SEGMENTATION_DATASETS,
+    load_segmentation_splits,
+    segmentation_datasets,
+)
 from equify.data.splits import DEFAULT_TEST_FRACTION, stratified_split
 from equify.data.transforms import (
     ChannelStats,
@@ -46,27 +57,36 @@ __all__ = [
     "DATASETS",
     "DEFAULT_FASHION_MNIST_ROOT",
     "DEFAULT_TEST_FRACTION",
+    "SEGMENTATION_DATASETS",
     "ChannelStats",
     "DatasetSplits",
     "ImageDataset",
     "RotatedDataset",
     "RotationSet",
+    "SegmentationDataset",
+    "SegmentationSplits",
     "available_datasets",
     "available_photos",
     "centre_view",
     "channel_stats",
     "fit_to_size",
     "load_dataset",
+    "load_digit_scenes",
     "load_digits",
     "load_fashion_mnist",
     "load_image_folder",
     "load_mnist",
     "load_mnist6_180",
     "load_mnist6_m",
+    "load_nuclei_image",
+    "load_nuclei_tiles",
     "load_photo",
     "load_rotated_mnist",
+    "load_segmentation_splits",
     "load_splits",
+    "make_digit_scenes",
     "make_two_class_sixes",
+    "nuclei_files",
     "orbit_batch",
     "pad_to_size",
     "parse_idx",
@@ -76,6 +96,7 @@ __all__ = [
     "resize_images",
     "rotate_batch",
     "rotate_randomly",
+    "segmentation_datasets",
     "split_photos",
     "stratified_split",
 ]

@@ -44,6 +44,7 @@ from equify.models.registry import (
     register_model,
 )
 from equify.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
+from equify.models.unet import UNet
 from equify.models.vit import PatchEmbeddingClassifier
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "ResNet",
     "ResidualCNN",
     "SmallCNN",
+    "UNet",
     "architecture_of",
     "available_models",
     "coordinate_channels",

@@ -20,6 +20,7 @@ from equify.models.gcnn import p4cnn, p4mcnn, p4mresnet, p4resnet
 from equify.models.mobilenet import mobilenet_v2
 from equify.models.partial_gcnn import full_gcnn, ordinary_cnn, partial_gcnn
 from equify.models.resnet import resnet18, resnet34, resnet50
+from equify.models.unet import UNet
 from equify.models.vit import PatchEmbeddingClassifier
 
 __all__ = [
@@ -49,6 +50,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "ordinary_cnn": ordinary_cnn,
     "mobilenet_v2": mobilenet_v2,
     "efficientnet_lite0": efficientnet_lite0,
+    "unet": UNet,
 }
 
 
@@ -88,7 +90,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             ``"resnet34"``, ``"resnet50"``, ``"mobilenet_v2"``, ``"efficientnet_lite0"``,
             ``"vit_tiny"``, ``"dense"``, and the group CNNs
             ``"p4cnn"``, ``"p4mcnn"``, ``"p4resnet"``, ``"p4mresnet"``; the partial G-CNNs
-            ``"partial_gcnn"``, ``"full_gcnn"`` and their baseline ``"ordinary_cnn"``).
+            ``"partial_gcnn"``, ``"full_gcnn"`` and their baseline ``"ordinary_cnn"``; the
+            segmentation network ``"unet"``).
         **kwargs: keyword arguments of the model's factory (e.g. ``in_channels``,
             ``num_classes``).
 

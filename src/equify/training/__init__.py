@@ -20,6 +20,7 @@ from equify.training.runner import (
     run_pretrain,
     run_train,
 )
+from equify.training.tasks import Task, get_task, task_names
 
 __all__ = [
     "DEFAULTS",
@@ -29,9 +30,11 @@ __all__ = [
     "DataBundle",
     "NonFiniteLossError",
     "Normalized",
+    "Task",
     "build_equivariant_model",
     "evaluate_models",
     "format_table",
+    "get_task",
     "load_adapted",
     "load_config",
     "prepare_data",
@@ -41,5 +44,6 @@ __all__ = [
     "run_pretrain",
     "run_train",
     "save_config",
+    "task_names",
     "write_report",
 ]

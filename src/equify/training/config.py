@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from equify.training.methods import get_method, method_names
+from equify.training.tasks import get_task
 
 __all__ = [
     "DEFAULTS",
@@ -62,6 +63,9 @@ BOOLEAN_KEYS = (
 DEFAULTS: dict[str, Any] = {
     "output_dir": "runs/default",
     "seed": 0,
+    # what the model predicts (equify.training.tasks): classification, segmentation; a task
+    # may change some of these defaults (segmentation: digit-scenes and a U-Net)
+    "task": "classification",
     "data": {
         "name": "mnist",
         "root": None,
@@ -73,6 +77,9 @@ DEFAULTS: dict[str, Any] = {
         "max_train": None,
         "max_val": None,
         "max_test": None,
+        # free-form keyword arguments of the task's data loader (segmentation: n_train,
+        # n_test, per_scene)
+        "kwargs": {},
     },
     "model": {
         "architecture": "small_cnn",
@@ -210,7 +217,7 @@ def _safe_load(text: str, source: str) -> Any:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
     """Defaults, updated by the YAML file at ``path`` and then by ``overrides``; validated."""
-    config = copy.deepcopy(DEFAULTS)
+    loaded: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -218,8 +225,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         loaded = _safe_load(p.read_text(), str(p)) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{p} must hold a mapping of configuration sections, got {loaded!r}")
-        config = _merge(config, loaded)
-    config = apply_overrides(config, list(overrides or []))
+    overrides = list(overrides or [])
+    # the task's own defaults come first: the file and the overrides are applied over them
+    task = apply_overrides(
+        {"task": loaded.get("task", DEFAULTS["task"])},
+        [o for o in overrides if parse_override(o)[0] == ["task"]],
+    )["task"]
+    config = _merge(copy.deepcopy(DEFAULTS), get_task(task).defaults)
+    config = _merge(config, loaded)
+    config = apply_overrides(config, overrides)
     return validate_config(_absolute_paths(config))
 
 
@@ -313,6 +327,8 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     from equify.groups import group as parse_group
 
     a, d = config["adapt"], config["data"]
+    task = get_task(config["task"])  # raises with the valid names
+    config["task"] = task.name
     methods = a["methods"]
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
@@ -393,6 +409,8 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             "adapt.prior_warmup_epochs trains on the prior alone: it needs adapt.prior_weight > 0"
         )
-    if not isinstance(config["model"]["kwargs"], dict):
-        raise ValueError("model.kwargs must be a mapping")
+    for section in ("model", "data"):
+        if not isinstance(config[section]["kwargs"], dict):
+            raise ValueError(f"{section}.kwargs must be a mapping")
+    task.check(config)
     return config

@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from equify.data.rotated import RotationSet
+from equify.training.tasks import Task, get_task
 
 try:
     import lightning as L
@@ -81,11 +81,15 @@ def find_learned_equivariance(model: nn.Module) -> nn.Module | None:
 
 
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy training of a classifier, optionally with augmentation and a prior.
+    """Training of a predictor on its task's loss, optionally with augmentation and a prior.
 
-    Batches are ``(images, targets)``: class indices ``(B,)``, or class probabilities
+    Batches are ``(images, targets)``. The task (:mod:`equify.training.tasks`) gives the loss,
+    the logged score (``<stage>/acc``) and how augmentation moves the targets: for
+    classification the targets are class indices ``(B,)``, or class probabilities
     ``(B, classes)`` (a teacher's, for distillation without labels: the cross-entropy to them
-    is the KL divergence up to a constant).
+    is the KL divergence up to a constant), and the score is the accuracy; for segmentation
+    they are label maps ``(B, H, W)``, turned with the images, and the score is the pixel
+    accuracy.
 
     Args:
         model: a predictor, or a wrapper (see the module docstring).
@@ -102,6 +106,7 @@ class ClassifierModule(L.LightningModule):
         aux_only_epochs: the first epochs train on ``prior_weight * aux_loss`` alone (a
             prior-only warm-up: the canonicalizer learns to keep upright images upright before
             the task loss, and with it the predictor, joins). Needs ``prior_weight > 0``.
+        task: a :class:`~equify.training.tasks.Task` or its name (default classification).
     """
 
     def __init__(
@@ -114,8 +119,10 @@ class ClassifierModule(L.LightningModule):
         method: str = "train",
         freeze_norm_stats: bool = False,
         aux_only_epochs: int = 0,
+        task: Task | str = "classification",
     ) -> None:
         super().__init__()
+        self.task = task if isinstance(task, Task) else get_task(task)
         self.model = model
         self.lr_model = float(lr_model)
         self.lr_canonicalizer = float(lr_canonicalizer)
@@ -193,10 +200,10 @@ class ClassifierModule(L.LightningModule):
         x, y = batch[0], batch[1]
         if stage == "train" and self.augment is not None:
             which = torch.randint(len(self.augment), (x.shape[0],))
-            x = self.augment.apply(x, which)
+            x, y = self.task.augment(x, y, self.augment, which)
         if self.equivariant:
             logits, result = self.model.forward_with_result(x)
-            task = F.cross_entropy(logits, y)
+            task = self.task.loss(logits, y)
             loss = task
             if stage == "train" and self.prior_weight:
                 prior = self.model.aux_loss(result)
@@ -218,7 +225,7 @@ class ClassifierModule(L.LightningModule):
                 )
         else:
             logits = self.model(x)
-            loss = task = F.cross_entropy(logits, y)
+            loss = task = self.task.loss(logits, y)
         regularizer = getattr(self._learned, "regularization_loss", None)
         if stage == "train" and callable(regularizer):
             reg = regularizer()
@@ -233,8 +240,7 @@ class ClassifierModule(L.LightningModule):
                 "checkpoint written before this step is intact: lower the learning rate and "
                 "resume from it."
             )
-        # soft targets (a teacher's probabilities, distillation) count their most likely class
-        acc = (logits.argmax(1) == (y.argmax(1) if y.is_floating_point() else y)).float().mean()
+        acc = self.task.score(logits, y)
         # epoch metrics are averaged over the DDP processes (val/acc chooses the best checkpoint)
         self.log(
             f"{stage}/loss", task.detach(), on_epoch=True, on_step=stage == "train", sync_dist=True

@@ -2,12 +2,17 @@
 
 Plots (matplotlib, the ``train`` extra):
 
-* ``accuracy_vs_angle.png``: test accuracy against rotation angle, every method on one figure;
+* ``accuracy_vs_angle.png``: the task's test score (accuracy, mIoU) against rotation angle,
+  every method on one figure;
 * ``canonical_orientations.png``: histogram of the elements the canonicalizers choose on the
   upright test set, labelled by angle (``flip·90°`` for the flip followed by 90°); for SO(2) /
   O(2) a histogram of the canonical angles (a good prior puts nearly everything at 0°);
 * ``canonicalized_examples.png``: randomly rotated test inputs beside their canonicalized
-  versions, for each canonicalization method.
+  versions, for each canonicalization method;
+* the task's own (segmentation: ``segmentation_examples.png``, a scene, its turned copy and
+  every model's label map of the copy).
+
+The table's columns are the task's (:meth:`equify.training.tasks.Task.format_table`).
 """
 
 from __future__ import annotations
@@ -30,64 +35,15 @@ __all__ = ["element_label", "format_table", "write_report"]
 logger = logging.getLogger(__name__)
 
 
-def _pct(v: float | None) -> str:
-    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:6.2f}"
+def _task(results: dict[str, Any]) -> Any:
+    from equify.training.tasks import get_task
+
+    return get_task(results.get("task", "classification"))
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """The results as an aligned text table (accuracies in %)."""
-    group = results["group"]
-    width = max(13, *(len(n) + 2 for n in results["methods"]))
-    head = (
-        f"{'method':<{width}}{'upright':>9}{group + ' orbit':>12}{'worst el.':>11}"
-        f"{'all angles':>12}{'inv. err':>11}{'identity':>10}{'+params':>9}{'passes':>8}"
-        f"{'time x':>8}"
-    )
-    lines = [head, "-" * len(head)]
-    for name, m in results["methods"].items():
-        canon = m.get("canonicalization", m.get("symmetrization", {}))
-        cost = m["cost"]
-        passes = m.get("predictor_passes_per_input", 1.0)
-        lines.append(
-            f"{name:<{width}}{_pct(m['upright_accuracy']):>9}{_pct(m['orbit']['mean']):>12}"
-            f"{_pct(m['orbit']['worst']):>11}{_pct(m['angles']['mean']):>12}"
-            f"{m['invariance_error']['max_abs']:>11.1e}"
-            f"{_pct(canon.get('identity_fraction_upright')):>10}"
-            f"{100 * cost['extra_params_fraction']:>8.2f}%{passes:>8.2f}{cost['time_ratio']:>8.2f}"
-        )
-    oracle = results.get("oracle")
-    if oracle:
-        lines.append(
-            f"{'oracle':<{width}}{_pct(oracle['upright_accuracy']):>9}"
-            f"{_pct(oracle['orbit']['mean']):>12}{_pct(oracle['orbit']['worst']):>11}"
-            f"{_pct(oracle['angles']['mean']):>12}{'-':>11}{'-':>10}{'-':>9}{'-':>8}{'-':>8}"
-        )
-    notes = []
-    if oracle:
-        notes.append(
-            "oracle: the pretrained model on g⁻¹·(g·x), every orbit image turned back by its true "
-            "inverse (the best a canonicalizer of this predictor can do on the orbit)"
-        )
-    for name, m in results["methods"].items():
-        canon = m.get("canonicalization", {})
-        tied = canon.get("tied_samples_upright", 0)
-        degenerate = canon.get("degenerate_samples_upright", 0)
-        if tied or degenerate:
-            passes = canon.get("predictor_passes_per_input_upright", math.nan)
-            notes.append(
-                f"{name}: {tied} upright test input(s) with tied canonical elements "
-                f"({degenerate} with a degenerate frame), averaged over their tie sets; "
-                f"{passes:.3f} predictor passes per input"
-            )
-    learned = results.get("learned_equivariance")
-    if learned:
-        notes.append("learned equivariance of the returned model (θ: fraction of the circle):")
-        for layer, values in learned["selected_model"].items():
-            text = f"  {layer:<14} θ = {values['theta']:.3f}"
-            if "reflection_probability" in values:
-                text += f"   reflection p = {values['reflection_probability']:.3f}"
-            notes.append(text)
-    return "\n".join(lines + notes)
+    """The results as an aligned text table (scores in %), in the task's columns."""
+    return _task(results).format_table(results)
 
 
 def _plot_learned_equivariance(results: dict[str, Any], path: Path) -> bool:
@@ -98,7 +54,7 @@ def _plot_learned_equivariance(results: dict[str, Any], path: Path) -> bool:
     history = learned["history"]
     layers = list(history[-1]["layers"])
     keys = [k for k in ("theta", "reflection_probability") if k in history[-1]["layers"][layers[0]]]
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
     epochs = [h["epoch"] for h in history]
     for ax, key in zip(axes[0], keys, strict=True):
@@ -118,7 +74,7 @@ def _plot_learned_equivariance(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,7 +84,7 @@ def _plt():
 
 
 def _plot_angles(results: dict[str, Any], path: Path) -> bool:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.4))
     for name, m in results["methods"].items():
         ang = m["angles"]["angles"] + [360.0]
@@ -139,9 +95,10 @@ def _plot_angles(results: dict[str, Any], path: Path) -> bool:
         acc = [100 * a for a in o["accuracy"]]
         ax.plot(o["angles"] + [360.0], acc + acc[:1], ls="--", color="k", label="oracle")
     ax.set_xlabel("rotation of the test set (degrees, counter-clockwise)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"test {_task(results).metric} (%)")
     ax.set_xticks(range(0, 361, 45))
-    ax.set_title(f"{results['data']['name']}: accuracy against rotation ({results['group']})")
+    metric = _task(results).metric
+    ax.set_title(f"{results['data']['name']}: {metric} against rotation ({results['group']})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=5, frameon=False)
     fig.tight_layout()
@@ -170,7 +127,7 @@ def _plot_histograms(results: dict[str, Any], path: Path) -> bool:
     if not items:
         return False
     g = parse_group(results["group"])
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(items), figsize=(4.5 * len(items), 3.2), squeeze=False)
     for ax, (name, kind, data) in zip(axes[0], items, strict=True):
         if kind == "finite":
@@ -211,7 +168,7 @@ def _plot_examples(
     n = min(n, len(data))
     if not canon or n == 0:
         return False
-    plt = _plt()
+    plt = pyplot()
     rs = RotationSet.parse(group_spec)
     gen = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(data), generator=gen)[:n]
@@ -269,6 +226,7 @@ def write_report(
         ("canonical_orientations", lambda p: _plot_histograms(results, p)),
         ("canonicalized_examples", lambda p: _plot_examples(models, data.test, spec, p)),
         ("learned_equivariance", lambda p: _plot_learned_equivariance(results, p)),
+        *_task(results).plots(results, models, data),
     )
     for name, plot in plots:
         path = run_dir / f"{name}.png"

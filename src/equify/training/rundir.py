@@ -45,6 +45,8 @@ ARTEFACTS = (
     "accuracy_vs_angle.png",
     "canonical_orientations.png",
     "canonicalized_examples.png",
+    "learned_equivariance.png",
+    "segmentation_examples.png",
 )
 # Settings that do not change what a run trains: where it runs and how it is evaluated. A run
 # directory may be re-run or resumed with other values of these.

@@ -27,17 +27,13 @@ import shutil
 import signal
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from equify.analysis import evaluate_oracle, evaluate_orbits, invariance_error, measure_cost
-from equify.data import ImageDataset, load_splits, stratified_split
-from equify.groups import FiniteGroup, Group
+from equify.analysis import measure_cost
 from equify.groups import group as parse_group
 from equify.models import (
     create_model,
@@ -47,13 +43,9 @@ from equify.models import (
     save_checkpoint,
 )
 from equify.models.checkpoint import atomic_torch_save
+from equify.training.bundle import DataBundle, EpochShuffle
 from equify.training.config import save_config
-from equify.training.methods import (
-    augment_rotations,
-    build_equivariant_model,
-    get_method,
-    method_names,
-)
+from equify.training.methods import build_equivariant_model, get_method, method_names
 from equify.training.module import (
     ClassifierModule,
     Normalized,
@@ -67,6 +59,7 @@ from equify.training.rundir import (
     config_differences,
     is_rank_zero,
 )
+from equify.training.tasks import task_of
 
 try:
     import lightning as L
@@ -79,6 +72,7 @@ except ImportError as err:  # pragma: no cover - train extra missing
 __all__ = [
     "AtomicCheckpointIO",
     "DataBundle",
+    "EpochShuffle",
     "build_equivariant_model",
     "evaluate_models",
     "load_method_model",
@@ -92,8 +86,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SEEDED_SOURCES = ("mnist", "digits", "mnist6-180", "mnist6-m", "rotated-mnist")
-
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O that writes a temporary file and renames it over the target."""
@@ -104,114 +96,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, Path(path))
 
 
-@dataclass
-class DataBundle:
-    """The splits of one data set, as raw ``[0, 1]`` images (normalisation lives in the model).
-
-    Attributes:
-        name: the data set's name.
-        train, val, test: ImageDatasets without normalisation attached.
-        mean, std: per-channel statistics of the train split (or 0 / 1 without normalisation).
-    """
-
-    name: str
-    train: ImageDataset
-    val: ImageDataset
-    test: ImageDataset
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    @property
-    def in_channels(self) -> int:
-        return self.train.image_shape[0]
-
-    @property
-    def num_classes(self) -> int:
-        return self.train.num_classes
-
-    def loader(
-        self, split: str, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world: int = 1
-    ) -> DataLoader:
-        """A loader of ``split``; shuffled batches come from :class:`EpochShuffle`."""
-        ds = getattr(self, split)
-        data = TensorDataset(ds.images, ds.labels)
-        if not shuffle:
-            return DataLoader(data, batch_size=batch_size, shuffle=False)
-        sampler = EpochShuffle(len(ds), seed, rank=rank, world=world)
-        return DataLoader(data, batch_size=batch_size, sampler=sampler)
-
-
-class EpochShuffle(Sampler[int]):
-    """A random order of ``n`` indices that depends only on ``(seed, epoch)``; rank ``r`` of
-    ``world`` processes takes every ``world``-th index of it, starting at ``r``.
-
-    Lightning calls :meth:`set_epoch` before every epoch, also after ``--resume``: a resumed
-    run sees the same batches in its remaining epochs as an uninterrupted one. Under DDP every
-    process draws the same permutation and keeps its own share (padded by wrapping around to
-    ``ceil(n / world)`` indices, so that every process takes the same number of steps); the
-    runner turns Lightning's own distributed sampler off.
-    """
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        if not 0 <= rank < world:
-            raise ValueError(f"rank must lie in [0, {world}), got {rank}")
-        self.n, self.seed, self.epoch = int(n), int(seed), 0
-        self.rank, self.world = int(rank), int(world)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=gen)
-        if self.world > 1:
-            total = len(self) * self.world
-            perm = torch.cat([perm, perm[: total - self.n]]) if total > self.n else perm
-            perm = perm[self.rank : total : self.world]
-        return iter(perm.tolist())
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.world) if self.world > 1 else self.n
-
-
 def prepare_data(cfg: dict[str, Any]) -> DataBundle:
-    """Load the configured data set: seeded train/val/test splits, raw images, train statistics."""
-    d = cfg["data"]
-    name = d["name"].strip().lower().replace("_", "-")
-    splits = load_splits(
-        name,
-        root=d["root"],
-        size=d["size"],
-        fit=d["fit"],
-        normalize=bool(d["normalize"]),
-        test_fraction=d["test_fraction"] if name in _SEEDED_SOURCES else None,
-        seed=cfg["seed"],
-    )
-    train, test = splits.train, splits.test
-    stats = train.normalization
-    tr_idx, val_idx = stratified_split(train.labels, d["val_fraction"], seed=cfg["seed"] + 1)
-    if d["max_train"] is not None:
-        tr_idx = tr_idx[: d["max_train"]]
-    max_val = d["max_val"]
-    if max_val is None and d["max_train"] is not None:
-        # keep the configured train/validation proportion when only max_train is given
-        max_val = math.ceil(d["max_train"] * d["val_fraction"] / (1 - d["val_fraction"]))
-    if max_val is not None:
-        val_idx = val_idx[:max_val]
-    if d["max_test"] is not None:
-        test = test.subset(torch.arange(min(d["max_test"], len(test))))
-    c = train.image_shape[0]
-    mean = stats.mean if stats is not None else torch.zeros(c)
-    std = stats.std if stats is not None else torch.ones(c)
-    raw = dict(normalization=None)
-    return DataBundle(
-        name=name,
-        train=train.subset(tr_idx).with_normalization(**raw),
-        val=train.subset(val_idx).with_normalization(**raw),
-        test=test.with_normalization(**raw),
-        mean=torch.as_tensor(mean, dtype=torch.float32).flatten(),
-        std=torch.as_tensor(std, dtype=torch.float32).flatten(),
-    )
+    """The configured task's data: seeded train/val/test splits, raw images, train statistics."""
+    task = task_of(cfg)
+    task.check(cfg)
+    return task.load_data(cfg)
 
 
 def _trainer(cfg: dict[str, Any], ckpt_dir: Path, epochs: int, name: str) -> L.Trainer:
@@ -412,6 +301,10 @@ def _pretrain_fingerprint(cfg: dict[str, Any], data: DataBundle) -> dict[str, An
         fingerprint["max_val"] = d["max_val"]
     if m.get("weights") is not None:
         fingerprint["weights"] = m["weights"]
+    if cfg.get("task", "classification") != "classification":
+        fingerprint["task"] = cfg["task"]
+    if d.get("kwargs"):
+        fingerprint["data"]["kwargs"] = d["kwargs"]
     return json.loads(json.dumps(fingerprint, default=str))
 
 
@@ -430,7 +323,9 @@ def pretrained_model(
     if m["checkpoint"] is not None:
         _warn_other_data(m["checkpoint"], data.name)
         net = load_model(m["checkpoint"], factory=m["factory"], factory_kwargs=m["kwargs"] or None)
-        return Normalized(net, data.mean, data.std)
+        model = Normalized(net, data.mean, data.std)
+        task_of(cfg).check_model(model, data)  # e.g. a segmenter with another class count
+        return model
     path = run_dir / "pretrained.pt"
     wanted = _pretrain_fingerprint(cfg, data)
     if path.is_file():
@@ -517,7 +412,13 @@ def _refuse_other_run(
 
 def _pretrain_keys(cfg: dict[str, Any]) -> set[tuple[str, ...]]:
     """The flattened configuration keys that determine the pretrained model."""
-    keys = {("seed",), ("model", "architecture"), ("model", "kwargs"), ("model", "weights")}
+    keys = {
+        ("seed",),
+        ("task",),
+        ("model", "architecture"),
+        ("model", "kwargs"),
+        ("model", "weights"),
+    }
     keys |= {("data", k) for k in cfg["data"] if k != "max_test"}
     keys |= {("pretrain", k) for k in cfg["pretrain"]}
     return keys
@@ -595,7 +496,11 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
             m["architecture"],
         )
         mean, std = torch.zeros_like(mean), torch.ones_like(std)
-    module = ClassifierModule(Normalized(net, mean, std), lr_model=p["lr"], method="pretrain")
+    task = task_of(cfg)
+    task.check_model(Normalized(net, mean, std), data)
+    module = ClassifierModule(
+        Normalized(net, mean, std), lr_model=p["lr"], method="pretrain", task=task
+    )
     start = time.perf_counter()
     _fit(
         module,
@@ -653,6 +558,7 @@ def _method_model(
         method=method,
         freeze_norm_stats=cfg["adapt"]["norm_stats"] == "frozen",
         aux_only_epochs=setup.aux_only_epochs,
+        task=task_of(cfg),
     )
     return setup.model, module
 
@@ -678,31 +584,18 @@ def _device(cfg: dict[str, Any]) -> torch.device:
 def evaluate_models(
     models: dict[str, nn.Module], bare: nn.Module, data: DataBundle, cfg: dict[str, Any]
 ) -> dict[str, Any]:
-    """Upright, orbit and per-angle accuracy, invariance error, canonicalization and cost."""
+    """Every model's scores (the task's: upright, orbit, per angle, equivariance error), the
+    methods' diagnostics (identity fraction, ties, predictor passes) and the cost."""
     e = cfg["evaluate"]
-    g = parse_group(cfg["adapt"]["group"])
+    task = task_of(cfg)
     device = _device(cfg)
-    orbit_set: Any = g if isinstance(g, FiniteGroup) else augment_rotations(cfg["adapt"]["group"])
-    angles = list(range(0, 360, e["angles_step"]))
     test = data.test
-    n_inv = min(e["invariance_images"], len(test))
-    inv_images = test.images[:n_inv].to(device)
     timing = test.images[: min(e["timing_batch"], len(test))].to(device)
     bare = bare.to(device).eval()
     out: dict[str, Any] = {}
     for name, model in models.items():
         model = model.to(device).eval()
-        # one pass per distinct transformation: upright, the orbit and the sweep share theirs
-        up, orbit, curve = evaluate_orbits(model, test, [[0.0], orbit_set, angles], e["batch_size"])
-        upright = up.accuracy[0]
-        entry: dict[str, Any] = {
-            "upright_accuracy": upright,
-            "orbit": orbit.to_dict(),
-            "angles": curve.to_dict(),
-        }
-        inv_group: Group = g if isinstance(g, FiniteGroup) else parse_group("C4")
-        entry["invariance_error"] = invariance_error(model, inv_images, inv_group)
-        entry["invariance_group"] = str(inv_group)
+        entry = task.evaluate(model, data, cfg, device)
         passes = 1.0
         if is_wrapper(model):
             with torch.no_grad():
@@ -726,27 +619,14 @@ def evaluate_models(
 
 
 def evaluate_oracle_row(bare: nn.Module, data: DataBundle, cfg: dict[str, Any]) -> dict[str, Any]:
-    """The oracle: the pretrained model on every orbit image turned back by its true inverse.
+    """The oracle: the pretrained model on every orbit input turned back by its true inverse.
 
     Same orbit and angle sweep as :func:`evaluate_models`, same image action as the
     canonicalizers' transform (:class:`~equify.actions.ImageAction` defaults). No canonicalizer
     can beat it on the orbit; see :func:`equify.analysis.evaluate_oracle`.
     """
-    e = cfg["evaluate"]
-    g = parse_group(cfg["adapt"]["group"])
-    orbit_set: Any = g if isinstance(g, FiniteGroup) else augment_rotations(cfg["adapt"]["group"])
-    bare = bare.to(_device(cfg)).eval()
-    orbit = evaluate_oracle(bare, data.test, orbit_set, e["batch_size"])
-    angles = evaluate_oracle(
-        bare, data.test, list(range(0, 360, e["angles_step"])), e["batch_size"]
-    )
-    return {
-        "upright_accuracy": angles.accuracy[0],  # 0°: the round trip is the identity
-        "orbit": orbit.to_dict(),
-        "angles": angles.to_dict(),
-        "about": "the pretrained model on g⁻¹·(g·x) for every orbit image g·x: the best any "
-        "canonicalizer of this predictor can do on the orbit",
-    }
+    device = _device(cfg)
+    return task_of(cfg).evaluate_oracle(bare.to(device).eval(), data, cfg, device)
 
 
 def _zero_shot_models(
@@ -843,7 +723,9 @@ def run_adapt(
             )
             timings[method] = time.perf_counter() - start
             if rank_zero:
-                save_checkpoint(path, model.state_dict(), metadata=_model_metadata(method, data))
+                save_checkpoint(
+                    path, model.state_dict(), metadata=_model_metadata(cfg, method, data)
+                )
             models[method] = model.eval()
         if not rank_zero:
             return None  # rank 0 evaluates on the full test set and writes the report
@@ -851,6 +733,7 @@ def run_adapt(
         evaluation = evaluate_models(models, pretrained, data, cfg)
         results = {
             "config": cfg,
+            "task": task_of(cfg).name,
             "data": _data_summary(data),
             "group": str(parse_group(cfg["adapt"]["group"])),
             "device": str(_device(cfg)),
@@ -885,10 +768,11 @@ def _read_results(run_dir: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _model_metadata(method: str, data: DataBundle) -> dict[str, Any]:
+def _model_metadata(cfg: dict[str, Any], method: str, data: DataBundle) -> dict[str, Any]:
     """What ``equify.load_adapted`` needs to rebuild a model without loading the data."""
     return {
         "method": method,
+        "task": task_of(cfg).name,
         "data": data.name,
         "in_channels": data.in_channels,
         "num_classes": data.num_classes,
@@ -934,6 +818,7 @@ def run_train(
         evaluation = evaluate_models({name: model}, model, data, cfg)
         results = {
             "config": cfg,
+            "task": task_of(cfg).name,
             "data": _data_summary(data),
             "group": str(parse_group(cfg["adapt"]["group"])),
             "device": str(_device(cfg)),
@@ -987,6 +872,7 @@ def run_evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         results.setdefault("data", {}).update(name=data.name, test=len(data.test))
         results.update(
             config=results.get("config", cfg),
+            task=task_of(cfg).name,
             group=str(parse_group(cfg["adapt"]["group"])),
             device=str(_device(cfg)),
             evaluated_with=cfg["evaluate"],

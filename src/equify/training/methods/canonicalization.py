@@ -18,6 +18,7 @@ from equify.canonicalization import (
 from equify.groups import FiniteGroup
 from equify.groups import group as parse_group
 from equify.training.methods.base import Method, MethodSetup, register
+from equify.training.tasks import task_of
 
 __all__ = ["Canonicalization", "CanonicalizationWithPrior", "build_equivariant_model"]
 
@@ -64,7 +65,7 @@ def build_equivariant_model(
     if isinstance(view, ImagePreparation) and view.size != a["canonicalizer_view"]:
         # the same crop and mask, another resolution (the view has no parameters)
         can.preparation = ImagePreparation(a["canonicalizer_view"], view.crop_ratio, view.mask)
-    return EquivariantModel(predictor, can)
+    return EquivariantModel(predictor, can, out_action=task_of(cfg).output_action())
 
 
 class _Canon(Method):

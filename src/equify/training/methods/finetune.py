@@ -7,19 +7,15 @@ from typing import Any
 from torch import nn
 
 from equify.data.rotated import RotationSet
-from equify.groups import FiniteGroup
-from equify.groups import group as parse_group
 from equify.training.methods.base import Method, MethodSetup, register
+from equify.training.tasks import orbit_rotations
 
 __all__ = ["Augmented", "Vanilla", "augment_rotations"]
 
 
 def augment_rotations(group_name: str) -> Any:
     """The transformations of augmentation: the finite group, or 15° steps for SO(2)/O(2)."""
-    g = parse_group(group_name)
-    if isinstance(g, FiniteGroup):
-        return g
-    return list(range(0, 360, 15))
+    return orbit_rotations(group_name)
 
 
 @register

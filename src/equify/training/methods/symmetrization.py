@@ -1,7 +1,8 @@
 """The symmetrization family: ``equitune``, ``lambda-equitune``, ``equizero``, ``equiattention``.
 
 Each wraps the predictor in a :mod:`equify.symmetrization` module over ``adapt.group`` (C<n> or
-D<n>); the views are rotated with reflection padding, as the canonicalizer's inputs are.
+D<n>); the views are rotated with reflection padding, as the canonicalizer's inputs are, and
+the outputs mapped back as the task says (class logits invariant, dense maps turned back).
 ``adapt.lr_predictor`` trains the predictor (``adapt.freeze_predictor`` freezes it) and
 ``adapt.lr_canonicalizer`` the small networks (λ, attention).
 """
@@ -11,15 +12,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from equify.actions import ImageAction
+from equify.actions import Action, ImageAction
 from equify.symmetrization import EquiAttention, EquiZero, GroupAveraging, LambdaEquitune
 from equify.training.methods.base import Method, MethodSetup, register
+from equify.training.tasks import task_of
 
 __all__ = ["EquiAttentionMethod", "EquiZeroMethod", "Equitune", "LambdaEquituneMethod"]
 
 
 def _views() -> ImageAction:
     return ImageAction(padding="reflection")
+
+
+def _outputs(cfg) -> Action:
+    """How the group acts on the predictor's outputs: the task says (logits are invariant)."""
+    return task_of(cfg).output_action()
 
 
 class _Sym(Method):
@@ -48,7 +55,9 @@ class Equitune(_Sym):
     summary = "group averaging: the mean of g·M(g⁻¹x) over the group (Basu et al. 2023)"
 
     def wrap(self, cfg, predictor, in_channels):
-        return GroupAveraging(predictor, cfg["adapt"]["group"], in_action=_views())
+        return GroupAveraging(
+            predictor, cfg["adapt"]["group"], in_action=_views(), out_action=_outputs(cfg)
+        )
 
 
 @register
@@ -59,7 +68,11 @@ class LambdaEquituneMethod(_Sym):
 
     def wrap(self, cfg, predictor, in_channels):
         return LambdaEquitune(
-            predictor, cfg["adapt"]["group"], in_channels=in_channels, in_action=_views()
+            predictor,
+            cfg["adapt"]["group"],
+            in_channels=in_channels,
+            in_action=_views(),
+            out_action=_outputs(cfg),
         )
 
 
@@ -72,7 +85,9 @@ class EquiZeroMethod(_Sym):
     summary = "the most confident view (lowest entropy), straight-through equitune gradient"
 
     def wrap(self, cfg, predictor, in_channels):
-        return EquiZero(predictor, cfg["adapt"]["group"], in_action=_views())
+        return EquiZero(
+            predictor, cfg["adapt"]["group"], in_action=_views(), out_action=_outputs(cfg)
+        )
 
 
 @register
@@ -83,5 +98,9 @@ class EquiAttentionMethod(_Sym):
 
     def wrap(self, cfg, predictor, in_channels):
         return EquiAttention(
-            predictor, cfg["adapt"]["group"], in_channels=in_channels, in_action=_views()
+            predictor,
+            cfg["adapt"]["group"],
+            in_channels=in_channels,
+            in_action=_views(),
+            out_action=_outputs(cfg),
         )
