@@ -249,3 +249,18 @@ def test_overlapping_tiles_validate_on_their_own_region():
             overlap_rows = kr < vr + tile and vr < kr + tile
             overlap_cols = kc < vc + tile and vc < kc + tile
             assert not (overlap_rows and overlap_cols)  # no shared pixel
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_pretrain_segmentation_alone_then_adapt_reuses_it(tmp_path):
+    from equify.models import read_checkpoint
+
+    out = tmp_path / "pre"
+    pretrain_args = [a for a in TINY if a != "--epochs" and a != "1"]
+    assert main(["pretrain", "--output", str(out), *pretrain_args]) == 0
+    meta = read_checkpoint(out / "pretrained.pt").metadata
+    assert meta["fingerprint"]["task"] == "segmentation"
+    assert meta["fingerprint"]["architecture"] == "unet"
+    stamp = (out / "pretrained.pt").stat().st_mtime_ns
+    assert main(["adapt", "--output", str(out), "--methods", "canon", *TINY]) == 0
+    assert (out / "pretrained.pt").stat().st_mtime_ns == stamp  # reused, not trained again
