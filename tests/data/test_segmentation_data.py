@@ -129,8 +129,10 @@ def test_segmentation_names_and_dispatcher_errors() -> None:
     with pytest.raises(TypeError, match="name"):
         load_segmentation_splits(3)  # type: ignore[arg-type]
     # checked before any file is read
-    with pytest.raises(ValueError, match="leave n_train and n_test None"):
+    with pytest.raises(ValueError, match="leave n_train, n_test and per_scene None"):
         load_segmentation_splits("nuclei", n_train=10)
+    with pytest.raises(ValueError, match="per_scene=.1, 2."):
+        load_segmentation_splits("nuclei", per_scene=(1, 2))
     with pytest.raises(ValueError, match="no root"):
         load_segmentation_splits("nuclei", root="/tmp")
     with pytest.raises(ValueError, match="non-negative seed"):
