@@ -3,7 +3,8 @@
 1. Digit scenes (64x64 canvases with 2-4 real MNIST digits, background + 10 classes; a turned 6
    reads as a 9), for C4 and D4: a U-Net pretrained on upright scenes, then vanilla,
    augmentation, canonicalization and canonicalization + prior (predictor fine-tuned, and in a
-   second run frozen), equitune on C4. Upright and orbit mIoU of every method, the oracle.
+   second run frozen); on C4 also equitune and equizero around the pretrained U-Net, untrained
+   (the zero-shot rows). Upright and orbit mIoU of every method, the oracle.
 2. Nuclei (the real stardist fluorescence image, 125 labelled nuclei, 64x64 tiles, train/test
    split by region): foreground IoU upright and on the C4 orbit.
 3. Cost: the segmenter with and without the canonicalizer, interleaved medians, at several
@@ -126,7 +127,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parts = set(args.parts.split(","))
     runs = Path(args.runs)
-    n_train, n_test, pre, ep = (300, 60, 2, 1) if args.quick else (2000, 400, 10, 5)
+    n_train, n_test, pre, ep = (300, 60, 2, 1) if args.quick else (2000, 400, 8, 5)
     common = [
         "task=segmentation",
         "trainer.progress_bar=false",
@@ -156,7 +157,8 @@ def main() -> None:
         ]
         first: Path | None = None
         for group in ("C4", "D4"):
-            methods = "vanilla,augment,canon,canon-prior" + (",equitune" if group == "C4" else "")
+            # C4 also: equitune and equizero around the pretrained U-Net, untrained (zero-shot)
+            zero_shot = "evaluate.zero_shot=" + ("true" if group == "C4" else "false")
             run_dir = runs / f"scenes-{group}"
             res = _run(
                 [
@@ -164,7 +166,8 @@ def main() -> None:
                     *scenes,
                     f"output_dir={run_dir}",
                     f"adapt.group={group}",
-                    f"adapt.methods={methods}",
+                    "adapt.methods=vanilla,augment,canon,canon-prior",
+                    zero_shot,
                 ],
                 reuse_from=first,
             )
@@ -200,8 +203,6 @@ def main() -> None:
                 "adapt.methods=vanilla,augment,canon-prior",
                 f"pretrain.epochs={3 * pre}",
                 f"adapt.epochs={2 * ep}",
-                "pretrain.batch_size=16",
-                "adapt.batch_size=16",
             ],
         )
         out["nuclei_C4"] = {
