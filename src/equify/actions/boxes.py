@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from equify.actions.base import Action, check_tensor, resolve_elements
-from equify.actions.image import exact_codes
+from equify.actions.base import Action, check_tensor
+from equify.actions.points import PixelPointAction
 from equify.groups import Group
 
 __all__ = ["BoxAction"]
@@ -54,25 +54,17 @@ class BoxAction(Action):
             raise ValueError(f"expected boxes of shape (B, K, 4) in xyxy, got {tuple(x.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"expected floating boxes, got dtype {x.dtype}")
-        el = resolve_elements(g, group, x.shape[0], x.device, dim=2)
-        h, w = self.image_size
-        codes = exact_codes(el.matrices)
-        if h != w and bool(((codes >= 0) & (codes % 2 == 1)).any()):
-            raise ValueError(
-                f"a rotation by an odd multiple of 90° needs a square image, got H x W = {h} x {w}"
-            )
-        m = el.matrices.to(x.dtype)
-        if m.dim() == 2:
-            m = m.expand(x.shape[0], 2, 2)
+        b, k = x.shape[:2]
         x1, y1, x2, y2 = x.unbind(-1)
-        # corners (B, K, 4, 2) in display coordinates (y up, origin at the centre)
-        cx = torch.stack([x1, x2, x2, x1], -1) - w / 2
-        cy = h / 2 - torch.stack([y1, y1, y2, y2], -1)
-        u = m[:, None, None, 0, 0] * cx + m[:, None, None, 0, 1] * cy
-        v = m[:, None, None, 1, 0] * cx + m[:, None, None, 1, 1] * cy
-        px, py = u + w / 2, h / 2 - v
+        # a box is its four corners: pixel points, turned as the image is
+        corners = torch.stack(
+            [torch.stack([x1, x2, x2, x1], -1), torch.stack([y1, y1, y2, y2], -1)], -1
+        )
+        moved = PixelPointAction(self.image_size).apply(corners.reshape(b, k * 4, 2), g, group)
+        px, py = moved.reshape(b, k, 4, 2).unbind(-1)
         out = torch.stack([px.amin(-1), py.amin(-1), px.amax(-1), py.amax(-1)], dim=-1)
         if self.clip:
+            h, w = self.image_size
             lim = torch.tensor([w, h, w, h], dtype=x.dtype, device=x.device)
             out = torch.minimum(out.clamp_min(0), lim)
         return out
