@@ -22,7 +22,7 @@ import torch
 
 from equify._state import device_of, eval_mode
 from equify.actions import Action, ImageAction, MaskAction
-from equify.analysis.orbit import _matrices, _transform_keys
+from equify.analysis.orbit import _matrices, unique_transformations
 from equify.data.rotated import RotationSet
 from equify.groups import FiniteGroup
 from equify.testing import equivariance_error
@@ -232,17 +232,7 @@ def evaluate_segmentation_orbits(
     """
     _check(dataset, batch_size)
     sets = [RotationSet.parse(r) for r in rotation_sets]
-    unique: dict[tuple, int] = {}
-    rep: list[tuple[int, int]] = []
-    where: list[list[int]] = []
-    for si, rs in enumerate(sets):
-        slots = []
-        for k, key in enumerate(_transform_keys(rs)):
-            if key not in unique:
-                unique[key] = len(rep)
-                rep.append((si, k))
-            slots.append(unique[key])
-        where.append(slots)
+    rep, where = unique_transformations(sets)
     masks = MaskAction(fill_value=0)
 
     def pair(si: int, k: int) -> tuple[Callable, Callable, Callable]:

@@ -82,6 +82,29 @@ def _transform_keys(rs: RotationSet) -> list[tuple]:
     ]
 
 
+def unique_transformations(
+    sets: list[RotationSet],
+) -> tuple[list[tuple[int, int]], list[list[int]]]:
+    """The distinct transformations of several rotation sets (bit-identical images share one).
+
+    Returns:
+        ``(rep, where)``: ``rep[u]`` is ``(set, position)`` of the representative of distinct
+        transformation ``u``; ``where[s][k]`` is the ``u`` of position ``k`` of set ``s``.
+    """
+    unique: dict[tuple, int] = {}
+    rep: list[tuple[int, int]] = []
+    where: list[list[int]] = []
+    for si, rs in enumerate(sets):
+        slots = []
+        for k, key in enumerate(_transform_keys(rs)):
+            if key not in unique:
+                unique[key] = len(rep)
+                rep.append((si, k))
+            slots.append(unique[key])
+        where.append(slots)
+    return rep, where
+
+
 def _check_inputs(dataset: object, batch_size: object) -> None:
     if not isinstance(dataset, ImageDataset):
         raise TypeError(f"expected an equify ImageDataset, got {type(dataset).__name__}")
@@ -132,18 +155,7 @@ def evaluate_orbits(
     """
     _check_inputs(dataset, batch_size)
     sets = [RotationSet.parse(r) for r in rotation_sets]
-    # unique transformations: (set, position) of a representative, and where each maps
-    unique: dict[tuple, int] = {}
-    rep: list[tuple[int, int]] = []
-    where: list[list[int]] = []
-    for si, rs in enumerate(sets):
-        slots = []
-        for k, key in enumerate(_transform_keys(rs)):
-            if key not in unique:
-                unique[key] = len(rep)
-                rep.append((si, k))
-            slots.append(unique[key])
-        where.append(slots)
+    rep, where = unique_transformations(sets)
     acc = _accuracies(
         model,
         dataset,
