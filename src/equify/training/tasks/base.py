@@ -11,6 +11,7 @@ one is adding a module with a registered subclass and its tests.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ __all__ = [
     "Task",
     "get_task",
     "orbit_rotations",
+    "pct",
     "register_task",
     "task_names",
     "task_of",
@@ -34,6 +36,11 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, Task] = {}
+
+
+def pct(v: float | None) -> str:
+    """A score in % for the tables, six wide; ``-`` for a missing or NaN score."""
+    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:6.2f}"
 
 
 def orbit_rotations(group_name: str) -> Any:

@@ -15,13 +15,9 @@ from equify.data.rotated import RotationSet
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
 from equify.training.bundle import DataBundle, prepare_classification_data
-from equify.training.tasks.base import Task, orbit_rotations, register_task
+from equify.training.tasks.base import Task, orbit_rotations, pct, register_task
 
 __all__ = ["Classification", "tie_notes"]
-
-
-def _pct(v: float | None) -> str:
-    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:6.2f}"
 
 
 def tie_notes(results: dict[str, Any]) -> list[str]:
@@ -137,19 +133,19 @@ class Classification(Task):
             cost = m["cost"]
             passes = m.get("predictor_passes_per_input", 1.0)
             lines.append(
-                f"{name:<{width}}{_pct(m['upright_accuracy']):>9}{_pct(m['orbit']['mean']):>12}"
-                f"{_pct(m['orbit']['worst']):>11}{_pct(m['angles']['mean']):>12}"
+                f"{name:<{width}}{pct(m['upright_accuracy']):>9}{pct(m['orbit']['mean']):>12}"
+                f"{pct(m['orbit']['worst']):>11}{pct(m['angles']['mean']):>12}"
                 f"{m['invariance_error']['max_abs']:>11.1e}"
-                f"{_pct(canon.get('identity_fraction_upright')):>10}"
+                f"{pct(canon.get('identity_fraction_upright')):>10}"
                 f"{100 * cost['extra_params_fraction']:>8.2f}%{passes:>8.2f}"
                 f"{cost['time_ratio']:>8.2f}"
             )
         oracle = results.get("oracle")
         if oracle:
             lines.append(
-                f"{'oracle':<{width}}{_pct(oracle['upright_accuracy']):>9}"
-                f"{_pct(oracle['orbit']['mean']):>12}{_pct(oracle['orbit']['worst']):>11}"
-                f"{_pct(oracle['angles']['mean']):>12}{'-':>11}{'-':>10}{'-':>9}{'-':>8}{'-':>8}"
+                f"{'oracle':<{width}}{pct(oracle['upright_accuracy']):>9}"
+                f"{pct(oracle['orbit']['mean']):>12}{pct(oracle['orbit']['worst']):>11}"
+                f"{pct(oracle['angles']['mean']):>12}{'-':>11}{'-':>10}{'-':>9}{'-':>8}{'-':>8}"
             )
         notes = []
         if oracle:

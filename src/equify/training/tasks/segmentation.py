@@ -31,17 +31,14 @@ from equify.analysis import (
 )
 from equify.data import load_segmentation_splits, segmentation_datasets
 from equify.data.rotated import RotationSet
+from equify.data.segmentation_loading import canonical_segmentation_name
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
 from equify.training.bundle import DataBundle
-from equify.training.tasks.base import Task, orbit_rotations, register_task
+from equify.training.tasks.base import Task, orbit_rotations, pct, register_task
 from equify.training.tasks.classification import tie_notes
 
 __all__ = ["Segmentation"]
-
-
-def _pct(v: float | None) -> str:
-    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:6.2f}"
 
 
 def _validation_split(train: Any, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,12 +83,13 @@ class Segmentation(Task):
 
     def check(self, cfg: dict[str, Any]) -> None:
         super().check(cfg)
-        name = str(cfg["data"]["name"]).strip().lower().replace("_", "-")
-        if name not in segmentation_datasets():
+        try:
+            canonical_segmentation_name(cfg["data"]["name"])
+        except (TypeError, ValueError):
             raise ValueError(
                 f"task 'segmentation' needs a segmentation data set "
                 f"({', '.join(segmentation_datasets())}), got data.name {cfg['data']['name']!r}"
-            )
+            ) from None
         if cfg["adapt"]["prior"] == "data":
             raise ValueError(
                 "adapt.prior=data estimates the prior from a classifier's confidence; task "
@@ -134,7 +132,7 @@ class Segmentation(Task):
         else:
             mean, std = torch.zeros(c), torch.ones(c)
         return DataBundle(
-            name=str(d["name"]).strip().lower().replace("_", "-"),
+            name=canonical_segmentation_name(d["name"]),
             train=train_split,
             val=train.subset(val_idx),
             test=test,
@@ -236,21 +234,21 @@ class Segmentation(Task):
             canon = m.get("canonicalization", m.get("symmetrization", {}))
             cost, err = m["cost"], m["equivariance_error"]
             lines.append(
-                f"{name:<{width}}{_pct(m['upright_miou']):>8}{_pct(m['orbit']['mean']):>11}"
-                f"{_pct(m['orbit']['worst']):>11}{_pct(m['angles']['mean']):>12}"
-                f"{_pct(m['orbit']['pixel_accuracy_mean']):>10}{err['max_relative']:>10.1e}"
-                f"{_pct(err['label_agreement']):>10}"
-                f"{_pct(canon.get('identity_fraction_upright')):>10}"
+                f"{name:<{width}}{pct(m['upright_miou']):>8}{pct(m['orbit']['mean']):>11}"
+                f"{pct(m['orbit']['worst']):>11}{pct(m['angles']['mean']):>12}"
+                f"{pct(m['orbit']['pixel_accuracy_mean']):>10}{err['max_relative']:>10.1e}"
+                f"{pct(err['label_agreement']):>10}"
+                f"{pct(canon.get('identity_fraction_upright')):>10}"
                 f"{100 * cost['extra_params_fraction']:>8.2f}%"
                 f"{m.get('predictor_passes_per_input', 1.0):>8.2f}{cost['time_ratio']:>8.2f}"
             )
         oracle = results.get("oracle")
         if oracle:
             lines.append(
-                f"{'oracle':<{width}}{_pct(oracle['upright_miou']):>8}"
-                f"{_pct(oracle['orbit']['mean']):>11}{_pct(oracle['orbit']['worst']):>11}"
-                f"{_pct(oracle['angles']['mean']):>12}"
-                f"{_pct(oracle['orbit']['pixel_accuracy_mean']):>10}"
+                f"{'oracle':<{width}}{pct(oracle['upright_miou']):>8}"
+                f"{pct(oracle['orbit']['mean']):>11}{pct(oracle['orbit']['worst']):>11}"
+                f"{pct(oracle['angles']['mean']):>12}"
+                f"{pct(oracle['orbit']['pixel_accuracy_mean']):>10}"
                 + "".join(f"{'-':>{w}}" for w in (10, 10, 10, 9, 8, 8))
             )
         notes = [
