@@ -19,7 +19,30 @@ from torch.utils.data import Dataset
 
 from equify.data.transforms import ChannelStats
 
-__all__ = ["DatasetSplits", "ImageDataset"]
+__all__ = ["DatasetSplits", "ImageDataset", "check_images", "check_index"]
+
+
+def check_images(images: object) -> None:
+    """Raise unless ``images`` is a floating ``(N, C, H, W)`` tensor (raw pixels in [0, 1])."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"expected images as a torch.Tensor (N, C, H, W), got {type(images).__name__}"
+        )
+    if images.dim() != 4:
+        raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"expected floating images in [0, 1], got dtype {images.dtype}")
+
+
+def check_index(index: object, n: int) -> int:
+    """``index`` (an int or a 0-d tensor) as an int in ``[-n, n)``; TypeError / IndexError."""
+    if isinstance(index, torch.Tensor) and index.dim() == 0:
+        index = int(index)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise TypeError(f"expected an int index, got {type(index).__name__}")
+    if not -n <= index < n:
+        raise IndexError(f"index {index} out of range for a dataset of {n} images")
+    return index
 
 
 class ImageDataset(Dataset):
@@ -53,14 +76,7 @@ class ImageDataset(Dataset):
         name: str = "images",
         normalization: ChannelStats | None = None,
     ) -> None:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(
-                f"expected images as a torch.Tensor (N, C, H, W), got {type(images).__name__}"
-            )
-        if images.dim() != 4:
-            raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"expected floating images in [0, 1], got dtype {images.dtype}")
+        check_images(images)
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"expected labels as a torch.Tensor (N,), got {type(labels).__name__}")
         if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
@@ -100,13 +116,7 @@ class ImageDataset(Dataset):
         return self.images.shape[0]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if isinstance(index, torch.Tensor) and index.dim() == 0:
-            index = int(index)
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"expected an int index, got {type(index).__name__}")
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for a dataset of {n} images")
+        index = check_index(index, len(self))
         return self.normalize(self.images[index]), int(self.labels[index])
 
     @property

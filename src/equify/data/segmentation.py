@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Dataset
 
+from equify.data.dataset import check_images, check_index
+
 __all__ = ["SegmentationDataset", "SegmentationSplits"]
 
 
@@ -64,14 +66,7 @@ class SegmentationDataset(Dataset):
         name: str = "segmentation",
         instances: torch.Tensor | None = None,
     ) -> None:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(
-                f"expected images as a torch.Tensor (N, C, H, W), got {type(images).__name__}"
-            )
-        if images.dim() != 4:
-            raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"expected floating images in [0, 1], got dtype {images.dtype}")
+        check_images(images)
         n, _, h, w = (int(s) for s in images.shape)
         _check_integer_tensor(masks, "masks", "(N, H, W)")
         if tuple(masks.shape) != (n, h, w):
@@ -130,13 +125,7 @@ class SegmentationDataset(Dataset):
         return self.images.shape[0]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(index, torch.Tensor) and index.dim() == 0:
-            index = int(index)
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"expected an int index, got {type(index).__name__}")
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for a dataset of {n} images")
+        index = check_index(index, len(self))
         return self.images[index], self.masks[index]
 
     def class_pixel_counts(self) -> torch.Tensor:
