@@ -30,6 +30,7 @@ from equify.canonicalization.optimization import (
     OptimizationCanonicalizer,
     group_contrast_loss,
 )
+from equify.canonicalization.point_networks import VNCanonicalizationNetwork
 from equify.canonicalization.preprocess import ImagePreparation
 from equify.canonicalization.priors import DataDrivenPrior, GeodesicPrior, IdentityPrior, Prior
 

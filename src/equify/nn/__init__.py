@@ -5,7 +5,8 @@ Regular feature maps are ``(B, C·|G|, H, W)`` with the group axis innermost (se
 modules with the expanded weights precomputed. The partial group convolutions
 (:mod:`equify.nn.partial`, continuous kernels of :mod:`equify.nn.continuous`, learnable element
 distributions of :mod:`equify.nn.sampling`) carry :class:`GroupFeatures` ``(B, C, N, H, W)`` on
-sampled elements instead.
+sampled elements instead. The vector-neuron layers of :mod:`equify.nn.vector_neurons` (Deng et
+al. 2021) act on 3-D vector features ``(..., C, 3)`` and are O(3)-equivariant.
 """
 
 from equify.nn.continuous import KERNEL_NETS, KernelNet
@@ -22,6 +23,16 @@ from equify.nn.partial import (
 )
 from equify.nn.pool import CentredPool2d, GroupPool, centred_pool_geometry, is_centred
 from equify.nn.sampling import PARTIAL_GROUPS, ElementSampler, GroupSamples
+from equify.nn.vector_neurons import (
+    VNBatchNorm,
+    VNInvariant,
+    VNLeakyReLU,
+    VNLinear,
+    VNMaxPool,
+    VNMeanPool,
+    knn_edge_features,
+    knn_indices,
+)
 
 __all__ = [
     "KERNEL_BASES",
@@ -41,9 +52,17 @@ __all__ = [
     "PartialLiftingConv",
     "RegularBatchNorm",
     "RegularGroupNorm",
+    "VNBatchNorm",
+    "VNInvariant",
+    "VNLeakyReLU",
+    "VNLinear",
+    "VNMaxPool",
+    "VNMeanPool",
     "centred_pool_geometry",
     "exact_elements",
     "is_centred",
     "kernel_positions",
     "kernel_transform_basis",
+    "knn_edge_features",
+    "knn_indices",
 ]
