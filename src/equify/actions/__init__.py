@@ -14,6 +14,7 @@ from equify.actions.boxes import BoxAction
 from equify.actions.image import ImageAction, circle_mask
 from equify.actions.mask import MaskAction
 from equify.actions.points import PixelPointAction, PointAction
+from equify.actions.pointsets import PointLayout, PointSetAction
 from equify.actions.regular import RegularAction
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "MaskAction",
     "PixelPointAction",
     "PointAction",
+    "PointLayout",
+    "PointSetAction",
     "RegularAction",
     "circle_mask",
     "inverse_elements",

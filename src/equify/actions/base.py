@@ -166,6 +166,15 @@ class Action(ABC):
         """Apply the inverse of ``g``: ``undo(apply(x, g), g) == x`` where the action is exact."""
         return self.apply(y, inverse_elements(g, group), group)
 
+    #: True when :meth:`translate` moves the data (positions); False for data that translations
+    #: leave alone (logits, scalars, vectors, images of a rotation group)
+    translates: bool = False
+
+    def translate(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Move ``x`` by the translations ``t`` ``(B, d)``: unchanged unless the data holds
+        positions (:class:`~equify.actions.pointsets.PointSetAction`)."""
+        return x
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

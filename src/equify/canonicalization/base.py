@@ -236,7 +236,9 @@ class CanonicalizationResult:
             return torch.where(deg > 180.0, deg - 360.0, deg)
         m = self.elements.detach().double().cpu()
         if self.group.dim != 2:
-            return torch.rad2deg(self.group.distance_to_identity(m))
+            # validated in the frames' own dtype: float32 frames are orthogonal to ~1e-7 only
+            angle = self.group.distance_to_identity(self.elements.detach().cpu())
+            return torch.rad2deg(angle.double())
         refl = torch.linalg.det(m) < 0
         col = torch.tensor([-1.0, 1.0], dtype=torch.float64)
         rot = torch.where(refl[:, None, None], m * col, m)

@@ -146,7 +146,9 @@ class EquivariantModel(DetachedLastResult):
             y = self._predict(x_c, p_c)
             return self.canonicalizer.invert(y, self.out_action, result=result), result
         B = x.shape[0]
-        x_t = self._tied_inputs(x, x_c, result, extra)
+        t = result.extras.get("translation")  # a canonicalizer that centres (point sets)
+        x0 = x if t is None else self.canonicalizer.in_action.translate(x, -t)
+        x_t = self._tied_inputs(x0, x_c, result, extra)
         if prompts:
             p_t = self._move_prompts(prompts, ties.sample[extra], ties.elements[extra])
             p_c = [torch.cat([a, b]) for a, b in zip(p_c, p_t, strict=True)]
@@ -160,7 +162,7 @@ class EquivariantModel(DetachedLastResult):
                 y.dtype,
             )
             return y, result
-        return self._average(y, y_all[B:], ties, extra), result
+        return self._average(y, y_all[B:], ties, extra, t), result
 
     def _predict(self, x: torch.Tensor, prompts: list[torch.Tensor] | None = None) -> torch.Tensor:
         y = self.predictor(x, *(prompts or ()))
@@ -213,9 +215,17 @@ class EquivariantModel(DetachedLastResult):
         return x_t
 
     def _average(
-        self, y: torch.Tensor, y_t: torch.Tensor, ties: TieSet, extra: torch.Tensor
+        self,
+        y: torch.Tensor,
+        y_t: torch.Tensor,
+        ties: TieSet,
+        extra: torch.Tensor,
+        translation: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``Σ_t w_t · t·φ(t⁻¹·x)`` for the tied samples; other rows of ``y`` unchanged."""
+        """``Σ_t w_t · t·φ(t⁻¹·x)`` for the tied samples; other rows of ``y`` unchanged.
+
+        ``y`` is already mapped back (with the translation, if any); ``translation`` ``(B, d)``
+        moves the tied candidates' outputs the same way."""
         group = self.canonicalizer.group
         shape = (-1,) + (1,) * (y.dim() - 1)
         mapped = self.out_action.apply(y_t, self._elements(ties.elements[extra], y_t), group)
@@ -224,6 +234,8 @@ class EquivariantModel(DetachedLastResult):
         scale[ties.sample.to(y.device)[prim]] = ties.weights.to(y)[prim]
         w = ties.weights.to(y)[extra.to(y.device)]
         sample = ties.sample.to(y.device)[extra.to(y.device)]
+        if translation is not None:
+            mapped = self.out_action.translate(mapped, translation.index_select(0, sample))
         return (y * scale.view(shape)).index_add(0, sample, mapped * w.view(shape))
 
     def forward(self, x: torch.Tensor, *prompts: torch.Tensor) -> torch.Tensor:

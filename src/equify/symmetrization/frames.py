@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from equify._state import DetachedLastResult
+from equify.actions import PointLayout, PointSetAction
 from equify.groups import O2, O3, SO2, SO3, ContinuousGroup, Group
 from equify.groups import group as parse_group
 from equify.symmetrization.base import SymmetrizationResult
@@ -58,6 +59,7 @@ def pca_frames(
     translation: bool = True,
     degenerate_tol: float = 1e-6,
     degenerate_rotations: int = 8,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The PCA frames of point clouds.
 
@@ -67,6 +69,8 @@ def pca_frames(
         translation: centre the clouds (frames for E(d)/SE(d)); otherwise ``c = 0``.
         degenerate_tol: eigenvalues closer than ``degenerate_tol · λ_max`` count as equal.
         degenerate_rotations: in-plane rotations added for a two-fold degenerate eigenspace.
+        mask: ``(B, N)`` bool, the real points (padding enters neither centroid nor
+            covariance); None: all.
 
     Returns:
         ``frames`` ``(B, K, d, d)`` float64 orthogonal matrices (columns are the axes),
@@ -76,7 +80,7 @@ def pca_frames(
         the average unchanged).
     """
     B, _, d = x.shape
-    c, evecs, gaps = _spectrum(x, translation, degenerate_tol)
+    c, evecs, gaps = _spectrum(x, translation, degenerate_tol, mask)
     degenerate = gaps.any(dim=1)
     signs = _sign_patterns(d, x.device)  # (S, d)
     frames = evecs[:, None] * signs[None, :, None, :]  # (B, S, d, d): columns scaled
@@ -91,16 +95,18 @@ def pca_frames(
 
 
 def _spectrum(
-    x: torch.Tensor, translation: bool, degenerate_tol: float
+    x: torch.Tensor, translation: bool, degenerate_tol: float, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Centroids ``(B, d)``, eigenvectors ``(B, d, d)`` (decreasing eigenvalues) and the
     degenerate gaps ``(B, d-1)`` (True where eigenvalues ``i`` and ``i+1`` coincide), float64,
-    without gradients (the frame is a discrete choice)."""
-    B, _, d = x.shape
+    without gradients (the frame is a discrete choice); ``mask`` ``(B, N)`` keeps padding out."""
+    B, N, d = x.shape
     pts = x.detach().double()
-    c = pts.mean(1) if translation else pts.new_zeros(B, d)
-    xc = pts - c[:, None]
-    cov = xc.transpose(1, 2) @ xc / max(x.shape[1], 1)
+    w = pts.new_ones(B, N, 1) if mask is None else mask.to(pts.dtype)[..., None]
+    count = w.sum(1).clamp_min(1.0)  # (B, 1)
+    c = (pts * w).sum(1) / count if translation else pts.new_zeros(B, d)
+    xc = (pts - c[:, None]) * w
+    cov = xc.transpose(1, 2) @ xc / count[:, :, None]
     evals, evecs = torch.linalg.eigh(cov)  # ascending
     evals, evecs = evals.flip(-1), evecs.flip(-1)  # decreasing
     scale = evals[:, :1].abs().clamp_min(torch.finfo(torch.float64).tiny)
@@ -140,9 +146,14 @@ class FrameAveraging(DetachedLastResult):
             (stochastic frame averaging): one predictor pass instead of ``|F|``.
         chunk_size: frame elements per predictor call (None: all at once).
         degenerate_tol, degenerate_rotations: the degenerate-spectrum rule (module docstring).
+        layout: the input is a packed point set (:class:`~equify.actions.PointLayout`:
+            positions, vectors that turn with them, invariant scalars, a padding mask): the
+            frame is the PCA of the real points' positions, and every view turns the positions
+            and the vectors (:class:`~equify.actions.PointSetAction`). None: bare points.
 
     Shapes:
-        input ``(B, N, d)`` floating, any ``N >= 1``; the output has the predictor's shape.
+        input ``(B, N, d)`` floating (``(B, N, C)`` with a layout), any ``N >= 1``; the output
+        has the predictor's shape.
     """
 
     def __init__(
@@ -155,6 +166,7 @@ class FrameAveraging(DetachedLastResult):
         chunk_size: int | None = None,
         degenerate_tol: float = 1e-6,
         degenerate_rotations: int = 8,
+        layout: PointLayout | None = None,
     ) -> None:
         super().__init__()
         if not callable(predictor):
@@ -183,9 +195,15 @@ class FrameAveraging(DetachedLastResult):
         self.chunk_size = chunk_size
         self.degenerate_tol = float(degenerate_tol)
         self.degenerate_rotations = degenerate_rotations
+        if layout is not None and (not isinstance(layout, PointLayout) or layout.dim != g.dim):
+            raise ValueError(f"layout must be a PointLayout with dim {g.dim}, got {layout!r}")
+        self.layout = layout
+        self.in_action = PointSetAction(layout or PointLayout(dim=g.dim))
         self.last_result: SymmetrizationResult | None = None
 
     def validate_input(self, x: object) -> torch.Tensor:
+        if self.layout is not None:
+            return self.layout.check(x)
         d = self.group.dim
         if not isinstance(x, torch.Tensor):
             raise TypeError(
@@ -221,12 +239,14 @@ class FrameAveraging(DetachedLastResult):
         """
         x = self.validate_input(x)
         B, d = x.shape[0], self.group.dim
+        lay = self.in_action.layout
+        pos, mask = lay.positions(x), (lay.point_mask(x) if lay.mask else None)
         # the centroid with its gradient (translation equivariance of positions, input gradients)
-        c = x.mean(1) if self.translation else x.new_zeros(B, d)
+        c = lay.centroid(x) if self.translation else x.new_zeros(B, d)
         frames, _, degenerate = pca_frames(
-            x, self.group, self.translation, self.degenerate_tol, degenerate_rotations=1
+            pos, self.group, self.translation, self.degenerate_tol, 1, mask
         )
-        _, _, gaps = _spectrum(x, self.translation, self.degenerate_tol)
+        _, _, gaps = _spectrum(pos, self.translation, self.degenerate_tol, mask)
         widen = (gaps.sum(1) == 1) & (self.degenerate_rotations > 1)
         K = frames.shape[1]
         if self.training and self.stochastic:
@@ -248,7 +268,12 @@ class FrameAveraging(DetachedLastResult):
         # two groups of samples, each in its own batched calls, then back in batch order
         rest = (~widen).nonzero().flatten()
         wide, _, _ = pca_frames(
-            x[idx], self.group, self.translation, self.degenerate_tol, self.degenerate_rotations
+            pos[idx],
+            self.group,
+            self.translation,
+            self.degenerate_tol,
+            self.degenerate_rotations,
+            None if mask is None else mask[idx],
         )
         parts, order = [self._average(x[idx], wide, c[idx])], [idx]
         if rest.numel():
@@ -265,15 +290,19 @@ class FrameAveraging(DetachedLastResult):
         )
 
     def _average(self, x: torch.Tensor, frames: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        B, K = frames.shape[:2]
+        B, K, d = frames.shape[:3]
         size = self.chunk_size or K
         total = None
         for start in range(0, K, size):
             ks = range(start, min(start + size, K))
             # one batched predictor call for this chunk of frame elements
             rs = frames[:, list(ks)]  # (B, k, d, d)
-            xc = (x - c.to(x.dtype)[:, None])[:, None]  # (B, 1, N, d); c keeps its gradient
-            views = (xc @ rs.to(x.dtype)).transpose(0, 1).reshape(-1, *x.shape[1:])
+            xc = self.in_action.translate(x, -c.to(x.dtype))  # c keeps its gradient
+            # the view of frame element R is Rᵀ·(x - c): positions and vectors turned
+            views = self.in_action.apply(
+                xc.repeat(len(ks), 1, 1),
+                rs.transpose(0, 1).reshape(-1, d, d).transpose(-1, -2).to(x.dtype),
+            )
             y = self.predictor(views)
             if not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[0] != len(ks) * B:
                 raise ValueError(
