@@ -8,6 +8,7 @@ Examples::
     equify adapt --config my.yaml --set adapt.prior_weight=2 --set data.size=29
     equify adapt --output runs/d4 --resume         # continue an interrupted run
     equify evaluate --output runs/d4               # re-evaluate a finished run
+    equify adapt --data qm9 --group SO3 --output runs/qm9   # real molecules, 3-D, invariant
     equify pretrain --data digits --output runs/digits
     equify train --model p4cnn --data mnist --size 29 --group C4 --output runs/p4
     equify check --model p4cnn --group C4 --sizes 24:40   # which sizes keep it exact
@@ -57,13 +58,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--output", help="run directory (output_dir)")
         p.add_argument(
             "--task",
-            help="what the model predicts: classification (default) or segmentation "
-            "(then --data digit-scenes, fashion-scenes or nuclei; default model unet)",
+            help="what the model predicts: classification (default), segmentation "
+            "(then --data digit-scenes, fashion-scenes or nuclei; default model unet), "
+            "molecules or nbody (3-D, --group SO3 or O3; named by --data qm9 / nbody too)",
         )
         p.add_argument(
             "--data",
             help="data set: mnist, fashion-mnist, digits, folder, ...; for --task "
-            "segmentation: digit-scenes, fashion-scenes, nuclei",
+            "segmentation: digit-scenes, fashion-scenes, nuclei; 3-D: qm9 (real molecules), "
+            "nbody (charged particles)",
         )
         p.add_argument("--root", help="directory of the data set's files (data.root)")
         p.add_argument(

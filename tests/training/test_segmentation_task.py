@@ -51,9 +51,9 @@ TINY = [
 
 
 def test_the_registry_lists_both_tasks_and_refuses_unknown_ones():
-    assert task_names() == ("classification", "segmentation")
+    assert task_names() == ("classification", "segmentation", "molecules", "nbody")
     assert isinstance(get_task("Segmentation"), Task)
-    with pytest.raises(ValueError, match="valid: classification, segmentation"):
+    with pytest.raises(ValueError, match="valid: classification, segmentation, molecules, nbody"):
         get_task("detection")
 
 

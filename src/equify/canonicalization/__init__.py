@@ -55,6 +55,7 @@ __all__ = [
     "Prior",
     "ScoresToVectors",
     "TieSet",
+    "VNCanonicalizationNetwork",
     "VectorNetwork",
     "escnn_available",
     "frame_from_vectors",

@@ -30,6 +30,7 @@ from equify.models.partial_gcnn import (
     ordinary_cnn,
     partial_gcnn,
 )
+from equify.models.pointset import PointTransformer
 from equify.models.pretrained import (
     PRETRAINED_WEIGHTS,
     imagenet_classes,
@@ -62,6 +63,7 @@ __all__ = [
     "MobileNetV2",
     "PartialGCNN",
     "PatchEmbeddingClassifier",
+    "PointTransformer",
     "ResNet",
     "ResidualCNN",
     "SmallCNN",

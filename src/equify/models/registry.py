@@ -19,6 +19,7 @@ from equify.models.efficientnet import efficientnet_lite0
 from equify.models.gcnn import p4cnn, p4mcnn, p4mresnet, p4resnet
 from equify.models.mobilenet import mobilenet_v2
 from equify.models.partial_gcnn import full_gcnn, ordinary_cnn, partial_gcnn
+from equify.models.pointset import PointTransformer
 from equify.models.resnet import resnet18, resnet34, resnet50
 from equify.models.unet import UNet
 from equify.models.vit import PatchEmbeddingClassifier
@@ -51,6 +52,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v2": mobilenet_v2,
     "efficientnet_lite0": efficientnet_lite0,
     "unet": UNet,
+    "point_transformer": PointTransformer,
 }
 
 

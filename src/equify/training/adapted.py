@@ -11,7 +11,7 @@ from equify.canonicalization import EquivariantModel
 from equify.models import load_model, read_checkpoint
 from equify.training.config import load_config
 from equify.training.methods import method_names
-from equify.training.module import Normalized
+from equify.training.tasks import task_of
 
 __all__ = ["load_adapted"]
 
@@ -78,11 +78,9 @@ def load_adapted(
     m = cfg["model"]
     if m["checkpoint"] is not None:
         net = load_model(m["checkpoint"], factory=m["factory"], factory_kwargs=m["kwargs"] or None)
-        import torch
-
-        pretrained: nn.Module = Normalized(net, torch.zeros(in_channels), torch.ones(in_channels))
+        pretrained: nn.Module = task_of(cfg).wrap_checkpoint(net, None, in_channels)
     else:
-        pretrained = _load_pretrained(run / "pretrained.pt")
+        pretrained = _load_pretrained(run / "pretrained.pt", task_of(cfg))
     model, _ = _method_model(method, cfg, pretrained, None, in_channels=in_channels)
     model.load_state_dict(ckpt.state_dict)  # normalisation buffers and all weights
     model.eval()

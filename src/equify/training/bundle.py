@@ -42,7 +42,9 @@ class DataBundle:
 
     @property
     def in_channels(self) -> int:
-        return self.train.image_shape[0]
+        """Image channels, or channels per point of packed point sets."""
+        channels = getattr(self.train, "in_channels", None)
+        return channels if isinstance(channels, int) else self.train.image_shape[0]
 
     @property
     def num_classes(self) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from equify.training.methods import get_method, method_names
-from equify.training.tasks import get_task
+from equify.training.tasks import get_task, task_for_data
 
 __all__ = [
     "DEFAULTS",
@@ -228,10 +228,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     overrides = list(overrides or [])
     # the task's own defaults come first: the file and the overrides are applied over them
     task = apply_overrides(
-        {"task": loaded.get("task", DEFAULTS["task"])},
-        [o for o in overrides if parse_override(o)[0] == ["task"]],
+        {"task": loaded.get("task")}, [o for o in overrides if parse_override(o)[0] == ["task"]]
     )["task"]
+    if task is None:  # no task named: the data set's (qm9 -> molecules), else classification
+        section = loaded.get("data") if isinstance(loaded.get("data"), dict) else {}
+        name = apply_overrides(
+            {"data": {"name": section.get("name")}},
+            [o for o in overrides if parse_override(o)[0] == ["data", "name"]],
+        )["data"]["name"]
+        task = task_for_data(name) or DEFAULTS["task"]
     config = _merge(copy.deepcopy(DEFAULTS), get_task(task).defaults)
+    config["task"] = task
     config = _merge(config, loaded)
     config = apply_overrides(config, overrides)
     return validate_config(_absolute_paths(config))
@@ -359,7 +366,8 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"unknown canonicalizer {a['canonicalizer']!r}; valid: {', '.join(CANONICALIZERS)}"
         )
-    _check_canonicalizer_group(a["canonicalizer"], g)
+    if task.image_task:  # the 3-D tasks check their groups themselves
+        _check_canonicalizer_group(a["canonicalizer"], g)
     for m in methods:
         get_method(m).check(config)
     if config["evaluate"]["zero_shot"] is True and not isinstance(g, FiniteGroup):

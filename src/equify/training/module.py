@@ -199,8 +199,7 @@ class ClassifierModule(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch[0], batch[1]
         if stage == "train" and self.augment is not None:
-            which = torch.randint(len(self.augment), (x.shape[0],))
-            x, y = self.task.augment(x, y, self.augment, which)
+            x, y = self.task.augment_batch(x, y, self.augment)
         if self.equivariant:
             logits, result = self.model.forward_with_result(x)
             task = self.task.loss(logits, y)

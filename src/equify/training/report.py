@@ -221,13 +221,14 @@ def write_report(
     _write_json(results, run_dir)
     g = parse_group(results["group"])
     spec = g if isinstance(g, FiniteGroup) else list(range(0, 360, 15))
-    plots = (
+    task = _task(results)
+    images = (
         ("accuracy_vs_angle", lambda p: _plot_angles(results, p)),
         ("canonical_orientations", lambda p: _plot_histograms(results, p)),
         ("canonicalized_examples", lambda p: _plot_examples(models, data.test, spec, p)),
         ("learned_equivariance", lambda p: _plot_learned_equivariance(results, p)),
-        *_task(results).plots(results, models, data),
     )
+    plots = (*(images if task.image_task else ()), *task.plots(results, models, data))
     for name, plot in plots:
         path = run_dir / f"{name}.png"
         try:

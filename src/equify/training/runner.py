@@ -48,7 +48,6 @@ from equify.training.config import save_config
 from equify.training.methods import build_equivariant_model, get_method, method_names
 from equify.training.module import (
     ClassifierModule,
-    Normalized,
     find_learned_equivariance,
     is_wrapper,
 )
@@ -59,7 +58,7 @@ from equify.training.rundir import (
     config_differences,
     is_rank_zero,
 )
-from equify.training.tasks import task_of
+from equify.training.tasks import Task, get_task, task_of
 
 try:
     import lightning as L
@@ -323,7 +322,7 @@ def pretrained_model(
     if m["checkpoint"] is not None:
         _warn_other_data(m["checkpoint"], data.name)
         net = load_model(m["checkpoint"], factory=m["factory"], factory_kwargs=m["kwargs"] or None)
-        model = Normalized(net, data.mean, data.std)
+        model = task_of(cfg).wrap_checkpoint(net, data, data.in_channels)
         task_of(cfg).check_model(model, data)  # e.g. a segmenter with another class count
         return model
     path = run_dir / "pretrained.pt"
@@ -331,7 +330,7 @@ def pretrained_model(
     if path.is_file():
         if read_checkpoint(path).metadata.get("fingerprint") == wanted:
             logger.info("reusing the pretrained model in %s", path)
-            return _load_pretrained(path)
+            return _load_pretrained(path, task_of(cfg))
         logger.info("%s was trained with other settings: training anew", path)
         resume = False
     return _pretrain(cfg, data, resume)["normalized"]
@@ -353,9 +352,16 @@ def _warn_other_data(checkpoint: str, data_name: str) -> None:
         )
 
 
-def _load_pretrained(path: Path) -> nn.Module:
-    norm = read_checkpoint(path).metadata["normalization"]
-    return Normalized(load_model(path), torch.tensor(norm["mean"]), torch.tensor(norm["std"]))
+def _load_pretrained(path: Path, task: Task | None = None) -> nn.Module:
+    """``pretrained.pt`` as the predictor, wrapped as its task wraps it (default: the task its
+    fingerprint names)."""
+    meta = read_checkpoint(path).metadata
+    norm = meta["normalization"]
+    if task is None:
+        task = get_task((meta.get("fingerprint") or {}).get("task", "classification"))
+    return task.wrap_predictor(
+        load_model(path), torch.tensor(norm["mean"]), torch.tensor(norm["std"])
+    )
 
 
 def _refuse_other_pretrained(cfg: dict[str, Any], data: DataBundle, run_dir: Path) -> None:
@@ -497,9 +503,9 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
         )
         mean, std = torch.zeros_like(mean), torch.ones_like(std)
     task = task_of(cfg)
-    task.check_model(Normalized(net, mean, std), data)
+    task.check_model(task.wrap_predictor(net, mean, std), data)
     module = ClassifierModule(
-        Normalized(net, mean, std), lr_model=p["lr"], method="pretrain", task=task
+        task.wrap_predictor(net, mean, std), lr_model=p["lr"], method="pretrain", task=task
     )
     start = time.perf_counter()
     _fit(
@@ -528,7 +534,7 @@ def _pretrain(cfg: dict[str, Any], data: DataBundle, resume: bool) -> dict[str, 
         "path": str(path),
         "seconds": seconds,
         "model": net.eval(),
-        "normalized": Normalized(net, mean, std).eval(),
+        "normalized": task.wrap_predictor(net, mean, std).eval(),
         "equivariance_history": module.equivariance_history,
     }
 
@@ -756,6 +762,12 @@ def _data_summary(data: DataBundle) -> dict[str, Any]:
         "val": len(data.val),
         "test": len(data.test),
         "image_shape": list(data.train.image_shape),
+        # regression targets by name (the 3-D tasks)
+        **(
+            {"targets": list(data.train.target_names)}
+            if hasattr(data.train, "target_names")
+            else {}
+        ),
     }
 
 

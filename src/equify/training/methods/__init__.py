@@ -2,10 +2,16 @@
 
 ``vanilla``, ``augment`` (:mod:`.finetune`); ``canon``, ``canon-prior``
 (:mod:`.canonicalization`); ``equitune``, ``lambda-equitune``, ``equizero``, ``equiattention``
-(:mod:`.symmetrization`). See :class:`~equify.training.methods.base.Method`.
+(:mod:`.symmetrization`); ``frames`` for 3-D point sets (:mod:`.frames`).
+See :class:`~equify.training.methods.base.Method`.
 """
 
-from equify.training.methods import canonicalization, finetune, symmetrization  # noqa: F401
+from equify.training.methods import (  # noqa: F401
+    canonicalization,
+    finetune,
+    frames,
+    symmetrization,
+)
 from equify.training.methods.base import (
     Method,
     MethodSetup,

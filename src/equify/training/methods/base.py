@@ -98,7 +98,7 @@ class Method(ABC):
             if not isinstance(g, FiniteGroup):
                 raise ValueError(
                     f"method {self.name!r} averages over a finite group (C<n> or D<n>), got "
-                    f"adapt.group {g}; use canon or canon-prior for SO2/O2"
+                    f"adapt.group {g}; use canon or canon-prior for SO2/O2 (and frames for SO3/O3)"
                 )
 
 

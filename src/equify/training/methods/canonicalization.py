@@ -55,7 +55,11 @@ def build_equivariant_model(
                 )
     torch.manual_seed(cfg["seed"])
     kind = a["canonicalizer"]
-    if kind == "continuous" or not isinstance(g, FiniteGroup):
+    task = task_of(cfg)
+    own = task.make_canonicalizer(cfg, prior)  # point sets: the vector-neuron canonicalizer
+    if own is not None:
+        can = own
+    elif kind == "continuous" or not isinstance(g, FiniteGroup):
         can = ContinuousCanonicalizer(g, channels, prior=prior)
     elif kind == "optimization":
         can = OptimizationCanonicalizer(g, channels, prior=prior)
@@ -65,7 +69,7 @@ def build_equivariant_model(
     if isinstance(view, ImagePreparation) and view.size != a["canonicalizer_view"]:
         # the same crop and mask, another resolution (the view has no parameters)
         can.preparation = ImagePreparation(a["canonicalizer_view"], view.crop_ratio, view.mask)
-    return EquivariantModel(predictor, can, out_action=task_of(cfg).output_action())
+    return EquivariantModel(predictor, can, out_action=task.output_action())
 
 
 class _Canon(Method):

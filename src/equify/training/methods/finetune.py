@@ -6,9 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from equify.data.rotated import RotationSet
 from equify.training.methods.base import Method, MethodSetup, register
-from equify.training.tasks import orbit_rotations
+from equify.training.tasks import orbit_rotations, task_of
 
 __all__ = ["Augmented", "Vanilla", "augment_rotations"]
 
@@ -35,5 +34,6 @@ class Augmented(Method):
     summary = "fine-tune on images transformed by random group elements"
 
     def build(self, cfg, predictor: nn.Module, data, in_channels: int) -> MethodSetup:
-        rotations = RotationSet.parse(augment_rotations(cfg["adapt"]["group"]))
+        # the task says what to sample: image transformations, or Haar rotations of 3-D sets
+        rotations = task_of(cfg).augmentation(cfg)
         return MethodSetup(predictor, lr_model=cfg["adapt"]["lr_predictor"], augment=rotations)

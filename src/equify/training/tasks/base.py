@@ -30,6 +30,7 @@ __all__ = [
     "orbit_rotations",
     "pct",
     "register_task",
+    "task_for_data",
     "task_names",
     "task_of",
     "unregister_task",
@@ -67,6 +68,10 @@ class Task(ABC):
     order: ClassVar[int] = 100
     #: methods this task cannot run (with the reason), checked with the configuration
     unsupported_methods: ClassVar[dict[str, str]] = {}
+    #: True for tasks on images (C<n>, D<n>, SO2, O2; the report's image plots)
+    image_task: ClassVar[bool] = True
+    #: data set names that select this task when the configuration names no task
+    data_names: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ configuration, data
     def check(self, cfg: dict[str, Any]) -> None:
@@ -96,6 +101,34 @@ class Task(ABC):
         """Raise ValueError unless ``out`` is this task's output for the inputs ``x``."""
 
     # ------------------------------------------------------------------ training
+    def wrap_predictor(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> nn.Module:
+        """The predictor as the methods see it, from the network and the bundle's statistics
+        (images: :class:`~equify.training.module.Normalized`, raw ``[0, 1]`` pixels in)."""
+        from equify.training.module import Normalized
+
+        return Normalized(net, mean, std)
+
+    def wrap_checkpoint(self, net: nn.Module, data: Any | None, in_channels: int) -> nn.Module:
+        """A user's checkpoint as the predictor (``model.checkpoint``): images are normalised
+        with the data's statistics (zero and one when rebuilding without data: the saved state
+        dict brings them)."""
+        if data is None:
+            return self.wrap_predictor(net, torch.zeros(in_channels), torch.ones(in_channels))
+        return self.wrap_predictor(net, data.mean, data.std)
+
+    def augmentation(self, cfg: dict[str, Any]) -> Any:
+        """What ``augment`` samples from: the orbit's transformations (a RotationSet)."""
+        return RotationSet.parse(orbit_rotations(cfg["adapt"]["group"]))
+
+    def augment_batch(self, x: torch.Tensor, y: torch.Tensor, rotations: Any):
+        """A training batch with one random transformation per input (global RNG)."""
+        which = torch.randint(len(rotations), (x.shape[0],))
+        return self.augment(x, y, rotations, which)
+
+    def make_canonicalizer(self, cfg: dict[str, Any], prior: Any) -> Any:
+        """The canonicalizer of ``canon`` / ``canon-prior``, or None for the image ones."""
+        return None
+
     @abstractmethod
     def output_action(self) -> Action:
         """How the group acts on the predictor's output (for the methods' wrappers)."""
@@ -167,6 +200,17 @@ def get_task(name: object) -> Task:
 def task_of(cfg: dict[str, Any]) -> Task:
     """The task of a configuration (``cfg["task"]``; classification when absent)."""
     return get_task(cfg.get("task", "classification"))
+
+
+def task_for_data(name: object) -> str | None:
+    """The task whose ``data_names`` hold ``name`` (``qm9`` -> ``molecules``), or None."""
+    if not isinstance(name, str):
+        return None
+    key = name.strip().lower()
+    for task in _REGISTRY.values():
+        if key in task.data_names:
+            return task.name
+    return None
 
 
 def task_names() -> tuple[str, ...]:
