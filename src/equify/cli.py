@@ -226,6 +226,13 @@ def _check_model(args: argparse.Namespace):
         if not (run / "config.yaml").is_file():
             raise FileNotFoundError(f"no equify run in {run} (no config.yaml)")
         cfg = load_config(run / "config.yaml")
+        from equify.training.tasks import task_of
+
+        if not task_of(cfg).image_task:
+            raise ValueError(
+                f"equify check measures which image sizes keep a strided network exact; the run "
+                f"in {run} is a 3-D task ({cfg['task']}) with no image size"
+            )
         group = args.group or cfg["adapt"]["group"]
         if args.method == "pretrained":
             model = _load_pretrained(run / "pretrained.pt")

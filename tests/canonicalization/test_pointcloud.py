@@ -213,3 +213,30 @@ def test_property_invariance_over_groups_sizes_and_inputs(group, n, b, seed):
     assert bool(res.degenerate.all()) if n == 2 else not bool(res.degenerate.any())
     ok = ~res.degenerate
     assert torch.allclose(y_moved[ok], y[ok], atol=1e-9)
+
+
+def test_positions_stay_equivariant_through_the_tie_path():
+    """A planar set under O(3): the handedness is ambiguous, both frames are averaged, and the
+    averaged positions are moved back by the centroid too."""
+    model = _wrapped("O3", NBODY, out=POS).eval()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.zeros(2, 6, NBODY.channels, dtype=torch.float64)
+    x[..., :2] = torch.randn(2, 6, 2, generator=gen, dtype=torch.float64)  # z = 0: planar
+    x[..., 3:5] = torch.randn(2, 6, 2, generator=gen, dtype=torch.float64)  # planar velocities
+    x[..., -1] = 1.0
+    y, res = model.forward_with_result(x)
+    assert res.ties is not None and not bool(res.ties.primary.all())
+    for seed in range(6):
+        g = O3().sample(2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        t = 4 * torch.randn(2, 3, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+        want = POS.translate(POS.apply(y, g), t)
+        assert torch.allclose(model(_moved(x, NBODY, g, t)), want, atol=1e-9)
+
+
+def test_pack_refuses_parts_of_the_wrong_shape_or_kind():
+    with pytest.raises(ValueError, match=r"\(B, N, 3\)"):
+        PointLayout().pack(torch.randn(2, 4, 4))
+    with pytest.raises(TypeError, match="bool"):
+        MOL.pack(torch.randn(2, 4, 3), scalars=torch.zeros(2, 4, 2), mask=torch.ones(2, 4))
+    with pytest.raises(TypeError, match="floating"):
+        PointLayout().pack([[0.0, 0.0, 0.0]])

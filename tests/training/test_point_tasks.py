@@ -87,6 +87,14 @@ def _own_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EQUIFY_CACHE", str(tmp_path_factory.getbasetemp() / "equify-cache"))
 
 
+def test_data_names_are_case_blind_and_the_simulator_settings_pass():
+    assert load_config(None, ["data.name=QM9"])["task"] == "molecules"
+    cfg = load_config(
+        None, ["data.name=nbody", "data.kwargs.input_frame=31", "data.kwargs.target_frame=41"]
+    )
+    assert cfg["data"]["kwargs"] == {"input_frame": 31, "target_frame": 41}
+
+
 def test_the_data_set_names_the_task_and_brings_its_defaults():
     assert task_for_data("qm9") == "molecules" and task_for_data("NBody") == "nbody"
     assert task_for_data("mnist") is None
@@ -110,6 +118,12 @@ def test_the_data_set_names_the_task_and_brings_its_defaults():
         (["data.name=nbody", "adapt.prior=data"], "needs a finite group"),
         (["task=molecules", "data.name=mnist"], "reads data qm9"),
         (["data.name=mnist", "adapt.methods=[frames]"], "3-D point sets"),
+        (["data.name=qm9", "data.max_train=10"], "would be ignored"),
+        (["data.name=nbody", "data.size=32"], "would be ignored"),
+        (["data.name=qm9", "data.kwargs.n_train=1"], "n_train must be an int >= 2"),
+        (["data.name=nbody", "data.kwargs.n_val=0"], "n_val must be an int >= 1"),
+        (["data.name=qm9", "data.kwargs.properties=[gap, mu]"], "one QM9 property per run"),
+        (["data.name=nbody", "data.kwargs.frames=3"], "valid: n_train"),
     ],
 )
 def test_configurations_that_do_not_fit_are_refused(overrides, message):
@@ -158,6 +172,8 @@ def test_adapt_nbody_end_to_end_and_the_models_are_equivariant(tmp_path, group):
     with torch.no_grad():
         assert torch.allclose(exported(x), load_adapted(out, "canon-prior")(x), atol=1e-6)
     assert main(["evaluate", "--output", str(out), "--quiet", "--device", "cpu"]) == 0
+    # `equify check` is about image sizes: a 3-D run is refused with a clear message
+    assert main(["check", "--output", str(out), "--method", "pretrained"]) == 2
 
 
 @needs_qm9

@@ -45,8 +45,9 @@ class PointLayout:
     def __post_init__(self) -> None:
         for name in ("dim", "vectors", "scalars"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "dim" else 0):
-                raise ValueError(f"PointLayout.{name} must be a non-negative int, got {v!r}")
+            least = 1 if name == "dim" else 0
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"PointLayout.{name} must be an int >= {least}, got {v!r}")
         if not isinstance(self.mask, bool):
             raise TypeError(f"PointLayout.mask must be a bool, got {self.mask!r}")
 
@@ -112,7 +113,17 @@ class PointLayout:
         scalars: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One ``(B, N, C)`` tensor from the parts (shapes as the accessors return them)."""
+        """One ``(B, N, C)`` tensor from the parts (shapes as the accessors return them; the
+        mask bool)."""
+        if not isinstance(positions, torch.Tensor) or not positions.is_floating_point():
+            raise TypeError(
+                "positions must be a floating torch.Tensor (B, N, dim), got "
+                f"{positions.dtype if isinstance(positions, torch.Tensor) else type(positions)}"
+            )
+        if positions.dim() != 3 or positions.shape[-1] != self.dim:
+            raise ValueError(
+                f"positions must have shape (B, N, {self.dim}), got {tuple(positions.shape)}"
+            )
         B, N = positions.shape[:2]
         parts = [positions]
         if self.vectors:
@@ -135,6 +146,8 @@ class PointLayout:
                     f"{self} needs a mask of shape {(B, N)}, got "
                     f"{None if mask is None else tuple(mask.shape)}"
                 )
+            if mask.dtype != torch.bool:
+                raise TypeError(f"the mask must be bool (True = real point), got {mask.dtype}")
             parts.append(mask.to(positions.dtype)[..., None])
         return torch.cat(parts, dim=-1)
 
@@ -200,6 +213,8 @@ class PointSetAction(Action):
                 f"expected translations of shape {(x.shape[0], lay.dim)}, got "
                 f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
             )
+        if t.device != x.device:
+            raise ValueError(f"translations are on {t.device} but the point sets on {x.device}")
         w = lay.point_mask(x).to(x.dtype)[..., None]
         shifted = x[..., : lay.dim] + w * t.to(x.dtype)[:, None]
         return torch.cat([shifted, x[..., lay.dim :]], dim=-1)

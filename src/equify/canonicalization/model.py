@@ -32,7 +32,10 @@ class EquivariantModel(DetachedLastResult):
         canonicalizer: a :class:`~equify.canonicalization.base.Canonicalizer`.
         out_action: how the group acts on the predictor's output: ``InvariantAction()``
             (default; class logits), ``ImageAction()`` for dense maps, ``MaskAction()``,
-            ``BoxAction(size)``, ``RegularAction(group)``, ``PointAction()``.
+            ``BoxAction(size)``, ``RegularAction(group)``, ``PointAction()`` (vectors: turned,
+            never translated), ``PointSetAction(PointLayout())`` (positions: turned and moved
+            back by the centroid of a canonicalizer that centres, as
+            :class:`~equify.canonicalization.pointcloud.PointCloudCanonicalizer` does).
         prompt_actions: how the group acts on side inputs that describe the image (a
             prompt-conditioned segmenter's boxes, points or masks, as SAM takes them), one action
             per extra argument of ``forward``: ``BoxAction(size)``, ``PixelPointAction(size)``,

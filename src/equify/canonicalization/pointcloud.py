@@ -7,7 +7,9 @@ them (:func:`~equify.canonicalization.continuous.frames_from_vectors`, in float6
 the centroid of the real points. The canonical form of a set is ``Qᵀ·(x − t)``, and
 :class:`~equify.canonicalization.EquivariantModel` maps the predictor's output back with ``Q``
 (and ``+ t`` for predicted positions), so any predictor becomes invariant (molecular properties)
-or equivariant (future positions) to rotations, reflections (O(3)) and translations.
+or equivariant (future positions) to rotations, reflections (O(3)) and translations. Give
+predicted positions the output action ``PointSetAction(PointLayout())``, which translates;
+``PointAction()`` is for vectors (velocities, forces), which turn but do not move.
 
 Inputs are packed point sets (:class:`~equify.actions.PointLayout`): positions, vectors that
 turn with them (velocities), invariant scalars (atom types, charges) and a padding mask, so sets

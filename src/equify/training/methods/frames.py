@@ -3,8 +3,10 @@
 Reuses :class:`~equify.symmetrization.FrameAveraging`: the predictor sees every set in each of
 the ``2^d`` (O(3)) or ``2^(d-1)`` (SO(3)) orientations of its principal axes, centred, and the
 outputs are averaged after mapping back (invariant properties, or positions turned back and
-moved by the centroid). Exact and training-free; ``adapt.lr_predictor`` fine-tunes the predictor
-through the average.
+moved by the centroid). Exact to float rounding for sets whose covariance has distinct
+eigenvalues (the rest are flagged; two-fold degenerate ones are widened by in-plane rotations
+and only approximately invariant) and training-free; ``adapt.lr_predictor`` fine-tunes the
+predictor through the average.
 """
 
 from __future__ import annotations

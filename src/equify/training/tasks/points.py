@@ -91,6 +91,10 @@ class PointSetTask(Task):
     }
     #: the name of the headline error in tables ("MAE", "MSE")
     error_name: ClassVar[str] = "MAE"
+    #: data.kwargs of the loader and their defaults
+    data_defaults: ClassVar[dict[str, Any]] = {}
+    #: further data.kwargs the loader accepts (no default here)
+    extra_kwargs: ClassVar[tuple[str, ...]] = ()
 
     def check(self, cfg: dict[str, Any]) -> None:
         super().check(cfg)
@@ -107,11 +111,28 @@ class PointSetTask(Task):
             )
         if cfg["adapt"]["prior"] == "data":
             raise ValueError("adapt.prior=data needs a finite group; 3-D tasks use the geodesic")
-        if cfg["data"]["name"] not in self.data_names:
+        d = cfg["data"]
+        if str(d["name"]).strip().lower() not in self.data_names:
             raise ValueError(
-                f"task {self.name!r} reads data {', '.join(self.data_names)}, got "
-                f"{cfg['data']['name']!r}"
+                f"task {self.name!r} reads data {', '.join(self.data_names)}, got {d['name']!r}"
             )
+        ignored = [k for k in ("size", "max_train", "max_val", "max_test") if d[k] is not None]
+        if ignored:
+            raise ValueError(
+                f"data.{', data.'.join(ignored)} would be ignored by task {self.name!r}: its "
+                "split sizes are data.kwargs.n_train, n_val and n_test"
+            )
+        kw = {**self.data_defaults, **d["kwargs"]}
+        unknown = set(d["kwargs"]) - set(self.data_defaults) - set(self.extra_kwargs)
+        if unknown:
+            raise ValueError(
+                f"unknown data.kwargs {sorted(unknown)} for {self.data_names[0]}; valid: "
+                f"{', '.join([*self.data_defaults, *self.extra_kwargs])}"
+            )
+        for key, least in (("n_train", 2), ("n_val", 1), ("n_test", 1)):
+            v = kw[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"data.kwargs.{key} must be an int >= {least}, got {v!r}")
 
     def layout(self) -> PointLayout:
         raise NotImplementedError
@@ -300,11 +321,13 @@ class MoleculeProperties(PointSetTask):
 
     def check(self, cfg: dict[str, Any]) -> None:
         super().check(cfg)
-        unknown = set(cfg["data"]["kwargs"]) - set(self.data_defaults)
-        if unknown:
+        props = {**self.data_defaults, **cfg["data"]["kwargs"]}["properties"]
+        props = [props] if isinstance(props, str) else props
+        if not isinstance(props, list) or len(props) != 1:
             raise ValueError(
-                f"unknown data.kwargs {sorted(unknown)} for qm9; valid: "
-                f"{', '.join(self.data_defaults)}"
+                "data.kwargs.properties: one QM9 property per run (one model per property, as "
+                f"the QM9 literature trains them; the loss and the MAE are in its unit), got "
+                f"{props!r}"
             )
 
     def load_data(self, cfg: dict[str, Any]) -> DataBundle:
@@ -394,20 +417,21 @@ class NBodyDynamics(PointSetTask):
         "n_test": 2000,
         "n_particles": 5,
     }
+    #: simulator settings (``equify.data.simulate_charged``): EGNN's exact steps are frames 31 -> 41
+    extra_kwargs: ClassVar[tuple[str, ...]] = (
+        "input_frame",
+        "target_frame",
+        "sample_every",
+        "dt",
+        "interaction_strength",
+        "loc_std",
+        "vel_norm",
+    )
 
     def layout(self) -> PointLayout:
         from equify.data.pointsets import nbody_layout
 
         return nbody_layout()
-
-    def check(self, cfg: dict[str, Any]) -> None:
-        super().check(cfg)
-        unknown = set(cfg["data"]["kwargs"]) - set(self.data_defaults)
-        if unknown:
-            raise ValueError(
-                f"unknown data.kwargs {sorted(unknown)} for nbody; valid: "
-                f"{', '.join(self.data_defaults)}"
-            )
 
     def load_data(self, cfg: dict[str, Any]) -> DataBundle:
         from equify.data.nbody import load_nbody
