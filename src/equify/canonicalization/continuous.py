@@ -41,6 +41,7 @@ __all__ = [
     "default_frame_tolerance",
     "fallback_elements",
     "frame_from_vectors",
+    "frame_result",
     "frames_from_vectors",
     "vectors_needed",
 ]
@@ -238,6 +239,37 @@ def frame_ties(frames: Frames, group: ContinuousGroup) -> TieSet | None:
     return TieSet(torch.cat(samples), torch.cat(elements), torch.cat(weights), torch.cat(primary))
 
 
+def frame_result(
+    v: object,
+    group: ContinuousGroup,
+    batch: int,
+    frame_tolerance: tuple[float, float] | None = None,
+) -> CanonicalizationResult:
+    """The canonicalization of a batch from its network's vectors ``v`` ``(B, k, d)``: the
+    frames, their tie set and the degenerate flags; ValueError when ``v`` has the wrong shape."""
+    k, d = vectors_needed(group), group.dim
+    if (
+        not isinstance(v, torch.Tensor)
+        or v.dim() != 3
+        or v.shape[0] != batch
+        or v.shape[1] < k
+        or v.shape[2] != d
+    ):
+        shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(
+            f"the canonicalization network must return (B, k, d) = ({batch}, >={k}, {d}) "
+            f"vectors for {group}, got {shape}"
+        )
+    frames = frames_from_vectors(v, group, *(frame_tolerance or (None, None)))
+    return CanonicalizationResult(
+        group,
+        frames.matrices,
+        vectors=v,
+        ties=frame_ties(frames, group),
+        degenerate=frames.degenerate,
+    )
+
+
 class ContinuousCanonicalizer(Canonicalizer):
     """Learned canonicalization for SO(2) and O(2) images (SO(3)/O(3) with your own network).
 
@@ -324,27 +356,7 @@ class ContinuousCanonicalizer(Canonicalizer):
 
     def predict(self, x: torch.Tensor) -> CanonicalizationResult:
         v = self.network(self.preparation(x))
-        k = vectors_needed(self.group)
-        if (
-            not isinstance(v, torch.Tensor)
-            or v.dim() != 3
-            or v.shape[0] != x.shape[0]
-            or v.shape[1] < k
-            or v.shape[2] != self.group.dim
-        ):
-            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-            raise ValueError(
-                f"the canonicalization network must return (B, k, d) = ({x.shape[0]}, >={k}, "
-                f"{self.group.dim}) vectors for {self.group}, got {shape}"
-            )
-        frames = frames_from_vectors(v, self.group, *(self.frame_tolerance or (None, None)))
-        return CanonicalizationResult(
-            self.group,
-            frames.matrices,
-            vectors=v,
-            ties=frame_ties(frames, self.group),
-            degenerate=frames.degenerate,
-        )
+        return frame_result(v, self.group, x.shape[0], self.frame_tolerance)
 
     def transform_input(self, x: torch.Tensor, result: CanonicalizationResult) -> torch.Tensor:
         """``Qᵀ·x``, differentiable in ``Q``."""

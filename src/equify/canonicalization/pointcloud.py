@@ -30,7 +30,7 @@ from torch import nn
 
 from equify.actions import Action, PointLayout, PointSetAction
 from equify.canonicalization.base import CanonicalizationResult, Canonicalizer
-from equify.canonicalization.continuous import frame_ties, frames_from_vectors, vectors_needed
+from equify.canonicalization.continuous import frame_result, vectors_needed
 from equify.canonicalization.discrete import check_tie_tolerance, resolve_prior
 from equify.canonicalization.priors import Prior
 from equify.groups import ContinuousGroup, Group
@@ -134,27 +134,7 @@ class PointCloudCanonicalizer(Canonicalizer):
         if lay.vectors:
             kwargs["vectors"] = lay.vector_features(x)
         v = self.network(lay.positions(x), **kwargs)
-        k = vectors_needed(self.group)
-        if (
-            not isinstance(v, torch.Tensor)
-            or v.dim() != 3
-            or v.shape[0] != x.shape[0]
-            or v.shape[1] < k
-            or v.shape[2] != 3
-        ):
-            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-            raise ValueError(
-                f"the canonicalization network must return (B, k, 3) = ({x.shape[0]}, >={k}, 3) "
-                f"vectors for {self.group}, got {shape}"
-            )
-        frames = frames_from_vectors(v, self.group, *(self.frame_tolerance or (None, None)))
-        return CanonicalizationResult(
-            self.group,
-            frames.matrices,
-            vectors=v,
-            ties=frame_ties(frames, self.group),
-            degenerate=frames.degenerate,
-        )
+        return frame_result(v, self.group, x.shape[0], self.frame_tolerance)
 
     def transform_input(self, x: torch.Tensor, result: CanonicalizationResult) -> torch.Tensor:
         """``Qᵀ·x`` (positions and vectors), differentiable in ``Q``."""

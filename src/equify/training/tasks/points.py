@@ -173,15 +173,19 @@ class PointSetTask(Task):
     def _errors(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _rotated_test(self, data: Any, cfg: dict[str, Any]):
+        """The test inputs and targets as they come, their rotated copies and the elements."""
+        test = data.test
+        x, y = test.inputs, test.targets.double()
+        rot = test_rotations(parse_group(cfg["adapt"]["group"]), len(test), cfg["seed"])
+        x_r, y_r = self._turn(x, y, rot)
+        return x, y, x_r, y_r, rot
+
     def evaluate(
         self, model: nn.Module, data: Any, cfg: dict[str, Any], device: torch.device
     ) -> dict[str, Any]:
         e = cfg["evaluate"]
-        g = parse_group(cfg["adapt"]["group"])
-        test = data.test
-        x, y = test.inputs, test.targets.double()
-        rot = test_rotations(g, len(test), cfg["seed"])
-        x_r, y_r = self._turn(x, y, rot)
+        x, y, x_r, y_r, _ = self._rotated_test(data, cfg)
         up = self._errors(_batched(model, x, e["batch_size"], device), y)
         turned = self._errors(_batched(model, x_r, e["batch_size"], device), y_r)
         return {
@@ -219,11 +223,7 @@ class PointSetTask(Task):
         self, bare: nn.Module, data: Any, cfg: dict[str, Any], device: torch.device
     ) -> dict[str, Any]:
         e = cfg["evaluate"]
-        g = parse_group(cfg["adapt"]["group"])
-        test = data.test
-        x, y = test.inputs, test.targets.double()
-        rot = test_rotations(g, len(test), cfg["seed"])
-        x_r, _ = self._turn(x, y, rot)
+        x, y, x_r, _, rot = self._rotated_test(data, cfg)
         back, _ = self._turn(x_r, y, rot.transpose(-1, -2))
         pred = _batched(bare, back, e["batch_size"], device)
         return {
