@@ -79,11 +79,12 @@ def test_molecule_outputs_are_invariant_for_every_sample(group, dtype, tol):
 
 
 @pytest.mark.parametrize("group", ["SO3", "O3"])
-def test_predicted_positions_are_equivariant_with_translations(group):
-    model = _wrapped(group, NBODY, out=POS).eval()
+@pytest.mark.parametrize("particles", [3, 5, 11])
+def test_predicted_positions_are_equivariant_with_translations(group, particles):
+    model = _wrapped(group, NBODY, out=POS).eval()  # any number of particles
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(5, 5, NBODY.channels, generator=gen, dtype=torch.float64)
-    x[..., -1] = torch.randint(2, (5, 5), generator=gen).double() * 2 - 1  # charges
+    x = torch.randn(5, particles, NBODY.channels, generator=gen, dtype=torch.float64)
+    x[..., -1] = torch.randint(2, (5, particles), generator=gen).double() * 2 - 1  # charges
     y = model(x)
     gg = SO3() if group == "SO3" else O3()
     for seed in range(16):
