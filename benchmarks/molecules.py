@@ -56,8 +56,8 @@ RUNS: dict[str, tuple[list[str], str | None]] = {
             "data.kwargs.n_train=20000",
             "data.kwargs.n_val=2000",
             "data.kwargs.n_test=5000",
-            "pretrain.epochs=20",
-            "adapt.epochs=4",
+            "pretrain.epochs=15",
+            "adapt.epochs=3",
         ],
         None,
     ),
@@ -66,7 +66,7 @@ RUNS: dict[str, tuple[list[str], str | None]] = {
             "data.name=nbody",
             "adapt.group=SO3",
             "pretrain.epochs=100",
-            "adapt.epochs=40",
+            "adapt.epochs=30",
             "adapt.lr_predictor=5e-4",
         ],
         None,
@@ -76,7 +76,7 @@ RUNS: dict[str, tuple[list[str], str | None]] = {
             "data.name=nbody",
             "adapt.group=O3",
             "pretrain.epochs=100",
-            "adapt.epochs=40",
+            "adapt.epochs=30",
             "adapt.lr_predictor=5e-4",
         ],
         "nbody-SO3",
@@ -118,6 +118,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny splits, 1-2 epochs")
     parser.add_argument("--only", default=None, help="comma-separated run names")
     parser.add_argument("--runs", default="runs/bench-molecules")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the methods an interrupted run finished"
+    )
     parser.add_argument("--out", default=str(RESULTS / "molecules.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -142,7 +145,9 @@ def main() -> None:
             run_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(args.runs) / reuse / "pretrained.pt", run_dir / "pretrained.pt")
         start = time.perf_counter()
-        results = run_adapt(load_config(overrides=overrides), overwrite=True)
+        cfg = load_config(overrides=overrides)
+        resume = args.resume and (run_dir / "config.yaml").is_file()
+        results = run_adapt(cfg, resume=resume, overwrite=not resume)
         wall = time.perf_counter() - start
         report["runs"][name] = {
             "command": "equify adapt " + " ".join(f"--set {o}" for o in overrides),
