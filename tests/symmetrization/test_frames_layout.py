@@ -88,3 +88,19 @@ def test_layout_input_is_checked():
         model(torch.zeros(2, 4, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="PointLayout"):
         FrameAveraging(Flat(3, 2), "SO3", layout=PointLayout(dim=2))
+
+
+def test_the_evaluation_summary_takes_batches_with_widened_frames():
+    """A batch with a symmetric top (two equal eigenvalues) weighs more views than one without:
+    the summary of both counts every set, and the degenerate one."""
+    model = FrameAveraging(Flat(LAYOUT.channels, 2), "SO3", layout=LAYOUT).eval()
+    plain = _sets(b=3, n=7, pad=0)
+    top = torch.zeros(1, 4, LAYOUT.channels, dtype=torch.float64)
+    top[0, :, :3] = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]])  # a square
+    top[0, :, -1] = 1.0
+    top = torch.cat([top, torch.zeros(1, 3, LAYOUT.channels, dtype=top.dtype)], dim=1)
+    results = [model.forward_with_result(b)[1] for b in (plain, top)]
+    assert results[0].weights.shape[1] != results[1].weights.shape[1]
+    section, summary = type(results[0]).evaluation_summary(results)
+    assert section == "symmetrization" and summary["degenerate_samples_upright"] == 1
+    assert summary["predictor_passes_per_input"] == pytest.approx((3 * 4 + 1 * 32) / 4)

@@ -104,7 +104,15 @@ class SymmetrizationResult:
         passes per input, the mean largest weight, the weight of the upright view, the share of
         inputs whose heaviest view is the upright one (NaN for plain averaging) and ties."""
         n = sum(r.batch_size for r in results)
-        weights = torch.cat([r.weights.detach().cpu() for r in results])
+        # batches may weigh different numbers of views (frame averaging widens the frames of
+        # sets with a degenerate spectrum): pad with zero weights to the widest
+        width = max((r.weights.shape[1] for r in results), default=0)
+        weights = torch.cat(
+            [
+                torch.nn.functional.pad(r.weights.detach().cpu(), (0, width - r.weights.shape[1]))
+                for r in results
+            ]
+        )
         uniform = bool(n) and float((weights.amax(1) - weights.amin(1)).max()) < 1e-12
         top = weights.argmax(1)
         passes = sum(r.passes * r.batch_size for r in results) / n if n else math.nan
@@ -116,6 +124,10 @@ class SymmetrizationResult:
                 float((top == 0).double().mean()) if n and not uniform else math.nan
             ),
             "tied_samples_upright": int(sum(int(r.tied().sum()) for r in results)),
+            # frame averaging flags sets whose covariance spectrum is degenerate
+            "degenerate_samples_upright": int(
+                sum(int(r.extras["degenerate"].sum()) for r in results if "degenerate" in r.extras)
+            ),
         }
 
     def step_metrics(self) -> dict[str, float]:
