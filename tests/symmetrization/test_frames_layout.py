@@ -1,6 +1,7 @@
 """FrameAveraging of packed point sets: masks, vectors, scalars, positions out."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -103,4 +104,5 @@ def test_the_evaluation_summary_takes_batches_with_widened_frames():
     assert results[0].weights.shape[1] != results[1].weights.shape[1]
     section, summary = type(results[0]).evaluation_summary(results)
     assert section == "symmetrization" and summary["degenerate_samples_upright"] == 1
+    assert math.isnan(summary["identity_fraction_upright"])  # plain averaging has no choice
     assert summary["predictor_passes_per_input"] == pytest.approx((3 * 4 + 1 * 32) / 4)

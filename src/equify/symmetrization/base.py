@@ -113,7 +113,9 @@ class SymmetrizationResult:
                 for r in results
             ]
         )
-        uniform = bool(n) and float((weights.amax(1) - weights.amin(1)).max()) < 1e-12
+        # plain averaging: every view of a set has the same weight (padding views aside)
+        spread = weights.amax(1) - torch.where(weights > 0, weights, weights.amax(1, True)).amin(1)
+        uniform = bool(n) and float(spread.max()) < 1e-12
         top = weights.argmax(1)
         passes = sum(r.passes * r.batch_size for r in results) / n if n else math.nan
         return "symmetrization", {
