@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from equify.data.rotated import RotationSet
+from equify.groups import Group
 from equify.training.tasks import Task, get_task
 
 try:
@@ -97,7 +98,8 @@ class ClassifierModule(L.LightningModule):
         lr_canonicalizer: learning rate of the wrapper's own parameters (the canonicalizer, the
             λ network, the attention MLPs).
         prior_weight: weight of the wrapper's ``aux_loss`` (the canonicalizer's prior).
-        augment: a RotationSet to sample one transformation per training image from, or None.
+        augment: what the task's ``augment_batch`` samples one transformation per training
+            input from (a RotationSet for images, the group for 3-D point sets), or None.
         method: a name for logs and errors.
         freeze_norm_stats: keep the predictor's BatchNorm layers in eval mode while training, so
             they keep the pretrained running statistics (their affine weights still train).
@@ -115,7 +117,7 @@ class ClassifierModule(L.LightningModule):
         lr_model: float,
         lr_canonicalizer: float = 0.0,
         prior_weight: float = 0.0,
-        augment: RotationSet | None = None,
+        augment: RotationSet | Group | None = None,
         method: str = "train",
         freeze_norm_stats: bool = False,
         aux_only_epochs: int = 0,

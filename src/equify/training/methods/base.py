@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from equify.data.rotated import RotationSet
-from equify.groups import FiniteGroup
+from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
 
 __all__ = ["Method", "MethodSetup", "get_method", "method_names", "register", "unregister"]
@@ -34,7 +34,8 @@ class MethodSetup:
         lr_model: learning rate of the predictor's parameters (0 freezes them).
         lr_other: learning rate of the wrapper's own parameters.
         aux_weight: weight of the wrapper's ``aux_loss`` (the prior).
-        augment: transformations to sample one per training image from, or None.
+        augment: transformations to sample one per training input from (the task's
+            ``augmentation``: a RotationSet for images, the group for 3-D point sets), or None.
         aux_only_epochs: first epochs trained on ``aux_weight * aux_loss`` alone (a prior-only
             warm-up of the canonicalizer, before the task loss joins).
         extras: method-specific notes for logs.
@@ -44,7 +45,7 @@ class MethodSetup:
     lr_model: float
     lr_other: float = 0.0
     aux_weight: float = 0.0
-    augment: RotationSet | None = None
+    augment: RotationSet | Group | None = None
     aux_only_epochs: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
