@@ -94,7 +94,7 @@ def test_bad_inputs_are_refused():
     bad[1, :, -1] = 0.5
     with pytest.raises(ValueError, match="only 0 and 1"):
         lay.check(bad)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="int >= 0"):
         PointLayout(vectors=-1)
     with pytest.raises(TypeError, match="PointLayout"):
         PointSetAction("xyz")
