@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from equify.data.transforms import ChannelStats
 
-__all__ = ["DatasetSplits", "ImageDataset", "check_images", "check_index"]
+__all__ = ["DatasetSplits", "ImageDataset", "check_images", "check_index", "check_indices"]
 
 
 def check_images(images: object) -> None:
@@ -43,6 +43,21 @@ def check_index(index: object, n: int) -> int:
     if not -n <= index < n:
         raise IndexError(f"index {index} out of range for a dataset of {n} images")
     return index
+
+
+def check_indices(indices: torch.Tensor, n: int, items: str = "images") -> torch.Tensor:
+    """``(K,)`` integer indices in ``[-n, n)`` as positions in ``[0, n)`` (int64).
+
+    Raises:
+        ValueError: indices that are not one-dimensional.
+        IndexError: an index out of range (the message names the dataset's ``items``).
+    """
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    if idx.dim() != 1:
+        raise ValueError(f"expected (K,) indices, got shape {tuple(idx.shape)}")
+    if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
+        raise IndexError(f"indices out of range for a dataset of {n} {items}")
+    return idx % max(n, 1)
 
 
 class ImageDataset(Dataset):
@@ -148,15 +163,10 @@ class ImageDataset(Dataset):
         self, indices: torch.Tensor | Sequence[int], name: str | None = None
     ) -> ImageDataset:
         """A new dataset of the images at ``indices`` (copied), same classes and normalisation."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        if idx.dim() != 1:
-            raise ValueError(f"expected (K,) indices, got shape {tuple(idx.shape)}")
-        if idx.numel() and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
-            raise IndexError(f"indices out of range for a dataset of {len(self)} images")
-        idx_dev = idx.to(self.images.device)
+        idx = check_indices(indices, len(self))
         return ImageDataset(
-            self.images.index_select(0, idx_dev % max(len(self), 1)),
-            self.labels.index_select(0, idx.to(self.labels.device) % max(len(self), 1)),
+            self.images.index_select(0, idx.to(self.images.device)),
+            self.labels.index_select(0, idx.to(self.labels.device)),
             self.classes,
             name if name is not None else self.name,
             self.normalization,

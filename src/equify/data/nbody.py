@@ -62,7 +62,7 @@ from torch.utils.data import Dataset
 
 from equify._validation import check_int
 from equify.data.cache import cache_dir
-from equify.data.dataset import check_index
+from equify.data.dataset import check_index, check_indices
 from equify.data.splits import check_seed, derive_seed
 
 __all__ = [
@@ -603,13 +603,7 @@ class NBodyDataset(Dataset):
             ValueError: indices not one-dimensional.
             IndexError: an index out of range.
         """
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        if idx.dim() != 1:
-            raise ValueError(f"expected (K,) indices, got shape {tuple(idx.shape)}")
-        n = len(self)
-        if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
-            raise IndexError(f"indices out of range for a dataset of {n} trajectories")
-        idx = idx % max(n, 1)
+        idx = check_indices(indices, len(self), "trajectories")
         return NBodyDataset(
             self.positions[idx],
             self.velocities[idx],

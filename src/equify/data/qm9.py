@@ -77,7 +77,7 @@ import torch
 from torch.utils.data import Dataset
 
 from equify.data.cache import cache_dir
-from equify.data.dataset import check_index
+from equify.data.dataset import check_index, check_indices
 
 __all__ = [
     "HARTREE_TO_EV",
@@ -329,12 +329,7 @@ class MoleculeDataset(Dataset):
             idx = idx.long()
         if not _is_integer(idx):
             raise TypeError(f"expected integer indices, got dtype {idx.dtype}")
-        if idx.dim() != 1:
-            raise ValueError(f"expected (K,) indices, got shape {tuple(idx.shape)}")
-        n = len(self)
-        if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
-            raise IndexError(f"indices out of range for a dataset of {n} molecules")
-        idx = idx.long() % max(n, 1)
+        idx = check_indices(idx, len(self), "molecules")
 
         def take(t: torch.Tensor) -> torch.Tensor:
             return t.index_select(0, idx.to(t.device))

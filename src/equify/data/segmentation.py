@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from equify.data.dataset import check_images, check_index
+from equify.data.dataset import check_images, check_index, check_indices
 
 __all__ = ["SegmentationDataset", "SegmentationSplits"]
 
@@ -145,13 +145,7 @@ class SegmentationDataset(Dataset):
             ValueError: indices that are not one-dimensional.
             IndexError: an index out of range.
         """
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        if idx.dim() != 1:
-            raise ValueError(f"expected (K,) indices, got shape {tuple(idx.shape)}")
-        n = len(self)
-        if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
-            raise IndexError(f"indices out of range for a dataset of {n} images")
-        idx = idx % max(n, 1)
+        idx = check_indices(indices, len(self))
 
         def take(t: torch.Tensor) -> torch.Tensor:
             return t.index_select(0, idx.to(t.device))
