@@ -128,15 +128,20 @@ def _resolve_max_force(max_force: object, dt: float) -> float:
     return _check_positive_float(max_force, "max_force", allow_inf=True)
 
 
-def _as_state_array(value: object, name: str, shape: str) -> np.ndarray:
-    """``value`` as a finite float64 array of shape ``(T, P, 3)``."""
+def _real_array(value: object, name: str, shape: str) -> np.ndarray:
+    """``value`` (a numpy array or tensor of real numbers) as float64; TypeError otherwise."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if not isinstance(value, np.ndarray):
         raise TypeError(f"expected {name} as a numpy array or tensor {shape}, got {type(value)}")
     if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
         raise TypeError(f"expected real {name} {shape}, got dtype {value.dtype}")
-    arr = value.astype(np.float64, copy=False)
+    return value.astype(np.float64, copy=False)
+
+
+def _as_state_array(value: object, name: str, shape: str) -> np.ndarray:
+    """``value`` as a finite float64 array of shape ``(T, P, 3)``."""
+    arr = _real_array(value, name, shape)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"expected {name} of shape {shape}, got {arr.shape}")
     if not np.isfinite(arr).all():
@@ -146,13 +151,7 @@ def _as_state_array(value: object, name: str, shape: str) -> np.ndarray:
 
 def _as_charges(value: object, n: int, p: int) -> np.ndarray:
     """Charges as float64 ``(T, P)`` from ``(T, P)`` or ``(T, P, 1)``."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"expected charges as a numpy array or tensor, got {type(value)}")
-    if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-        raise TypeError(f"expected real charges, got dtype {value.dtype}")
-    arr = value.astype(np.float64, copy=False)
+    arr = _real_array(value, "charges", f"({n}, {p})")
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.shape != (n, p):
