@@ -208,6 +208,7 @@ def evaluate_oracle(
     rotations: RotationSet | FiniteGroup | str | list[float] | range,
     batch_size: int = 256,
     action: Action | None = None,
+    inverse_action: Action | None = None,
 ) -> OrbitEvaluation:
     """The oracle canonicalizer: ``model(g⁻¹·(g·x))`` for every transformation ``g``.
 
@@ -218,7 +219,11 @@ def evaluate_oracle(
     turns, flips — lose nothing; other angles interpolate twice).
 
     Args:
-        model, dataset, rotations, batch_size, action: as in :func:`evaluate_orbit`.
+        model, dataset, rotations, batch_size, action: as in :func:`evaluate_orbit`
+            (``action`` makes the orbit images ``g·x``).
+        inverse_action: turns them back by ``g⁻¹``: the image action of the canonicalizer
+            the oracle stands for (default: ``action``). Canonicalizers turn their inputs with
+            :func:`~equify.canonicalization.input_image_action` (reflection padding).
 
     Returns:
         An :class:`OrbitEvaluation` (one accuracy per transformation).
@@ -226,11 +231,12 @@ def evaluate_oracle(
     _check_inputs(dataset, batch_size)
     rs = RotationSet.parse(rotations)
     act = action if action is not None else ImageAction()
+    back_act = inverse_action if inverse_action is not None else act
     inverse = _matrices(rs).transpose(-1, -2)  # orthogonal: the inverse is the transpose
 
     def round_trip(raw: torch.Tensor, k: int) -> torch.Tensor:
         back = inverse[k].to(raw.device).expand(raw.shape[0], 2, 2)
-        return act.apply(rs.apply(raw, k, act), back)
+        return back_act.apply(rs.apply(raw, k, act), back)
 
     acc = _accuracies(
         model, dataset, batch_size, [lambda raw, k=k: round_trip(raw, k) for k in range(len(rs))]

@@ -9,6 +9,7 @@ from equify.canonicalization.base import (
     CanonicalizationStateError,
     Canonicalizer,
     TieSet,
+    input_image_action,
 )
 from equify.canonicalization.continuous import (
     ContinuousCanonicalizer,
@@ -61,4 +62,5 @@ __all__ = [
     "frame_from_vectors",
     "frames_from_vectors",
     "group_contrast_loss",
+    "input_image_action",
 ]

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from equify._state import DetachedLastResult
-from equify.actions import Action
+from equify.actions import Action, ImageAction
 from equify.groups import ContinuousGroup, FiniteGroup, Group
 
 __all__ = [
@@ -51,7 +51,16 @@ __all__ = [
     "Canonicalizer",
     "DetachedLastResult",
     "TieSet",
+    "input_image_action",
 ]
+
+
+def input_image_action() -> ImageAction:
+    """How canonicalizers (and the symmetrizers of ``equify adapt``) turn the predictor's input
+    images unless told otherwise: bilinear, reflection padding. Exact for 90° multiples and
+    flips; other angles reflect the image at its border instead of bringing in black corners.
+    The oracle of ``equify adapt`` turns orbit images back with it too."""
+    return ImageAction(padding="reflection")
 
 
 class CanonicalizationStateError(RuntimeError):

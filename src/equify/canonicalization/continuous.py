@@ -28,6 +28,7 @@ from equify.canonicalization.base import (
     Canonicalizer,
     TieSet,
     check_images,
+    input_image_action,
 )
 from equify.canonicalization.discrete import check_tie_tolerance, resolve_prior
 from equify.canonicalization.preprocess import ImagePreparation
@@ -318,7 +319,7 @@ class ContinuousCanonicalizer(Canonicalizer):
             )
         images = g.dim == 2
         if in_action is None:
-            in_action = ImageAction(padding="reflection") if images else PointAction()
+            in_action = input_image_action() if images else PointAction()
         super().__init__(g, in_action)
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")

@@ -19,13 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from equify.actions import Action, ImageAction
+from equify.actions import Action
 from equify.actions.image import exact_codes
 from equify.canonicalization.base import (
     CanonicalizationResult,
     Canonicalizer,
     TieSet,
     check_images,
+    input_image_action,
 )
 from equify.canonicalization.preprocess import ImagePreparation
 from equify.canonicalization.priors import IdentityPrior, Prior
@@ -128,9 +129,7 @@ class DiscreteCanonicalizer(Canonicalizer):
         tie_tolerance: tuple[float, float] | None = None,
     ) -> None:
         g = finite_group(group, type(self).__name__)
-        super().__init__(
-            g, in_action if in_action is not None else ImageAction(padding="reflection")
-        )
+        super().__init__(g, in_action if in_action is not None else input_image_action())
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
         if estimator not in _ESTIMATORS:

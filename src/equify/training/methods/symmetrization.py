@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from equify.actions import Action, ImageAction
+from equify.canonicalization import input_image_action
 from equify.symmetrization import EquiAttention, EquiZero, GroupAveraging, LambdaEquitune
 from equify.training.methods.base import Method, MethodSetup, register
 from equify.training.tasks import task_of
@@ -21,7 +22,7 @@ __all__ = ["EquiAttentionMethod", "EquiZeroMethod", "Equitune", "LambdaEquituneM
 
 
 def _views() -> ImageAction:
-    return ImageAction(padding="reflection")
+    return input_image_action()
 
 
 def _outputs(cfg) -> Action:

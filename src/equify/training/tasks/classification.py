@@ -11,6 +11,7 @@ from torch import nn
 
 from equify.actions import Action, InvariantAction
 from equify.analysis import evaluate_oracle, evaluate_orbits, invariance_error
+from equify.canonicalization import input_image_action
 from equify.data.rotated import RotationSet
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
@@ -105,11 +106,21 @@ class Classification(Task):
         self, bare: nn.Module, data: Any, cfg: dict[str, Any], device: torch.device
     ) -> dict[str, Any]:
         e = cfg["evaluate"]
+        # the orbit as evaluate_orbit makes it; back with the canonicalizers' own image action
+        back = input_image_action()
         orbit = evaluate_oracle(
-            bare, data.test, orbit_rotations(cfg["adapt"]["group"]), e["batch_size"]
+            bare,
+            data.test,
+            orbit_rotations(cfg["adapt"]["group"]),
+            e["batch_size"],
+            inverse_action=back,
         )
         angles = evaluate_oracle(
-            bare, data.test, list(range(0, 360, e["angles_step"])), e["batch_size"]
+            bare,
+            data.test,
+            list(range(0, 360, e["angles_step"])),
+            e["batch_size"],
+            inverse_action=back,
         )
         return {
             "upright_accuracy": angles.accuracy[0],  # 0°: the round trip is the identity
