@@ -59,7 +59,7 @@ def test_scores_exact_at_every_size_from_9_to_40(group) -> None:
 def test_naive_strided_network_fails_where_the_grid_is_not_centred() -> None:
     """With L plain stride-2 poolings the network is exact only for sizes divisible by 2^L."""
     group = CyclicGroup(4)
-    naive = _net(group, downsampling="strided")  # 2 poolings
+    naive = _net(group, downsampling="strided", num_layers=2)  # 2 poolings
     failing = []
     for size in range(9, 41):
         x = torch.randn(1, 3, size, size, dtype=torch.float64)
@@ -220,6 +220,8 @@ def test_default_networks_are_small(group) -> None:
     assert count_parameters(net) < 50_000
     assert net.hidden_channels * group.order <= 64
     assert net.input_mask == (None if group in EXACT_GROUPS else "circle")
+    # three blocks where every element acts exactly, two where a third multiplies the error
+    assert net.num_layers == (3 if group in EXACT_GROUPS else 2)
 
 
 def test_defaults_and_shapes() -> None:

@@ -123,10 +123,59 @@ def test_model_weights_names_files_and_conflicts(tmp_path, monkeypatch):
 
 
 def test_prior_warmup_must_leave_epochs_for_the_task():
-    assert load_config(overrides=["adapt.prior_warmup_epochs=2"])["adapt"]["epochs"] == 5
-    for bad in ("5", "-1", "1.5", "true"):
+    assert load_config(overrides=["adapt.prior_warmup_epochs=2"])["adapt"]["epochs"] == 10
+    for bad in ("10", "-1", "1.5", "true", "often"):
         with pytest.raises(ValueError, match="prior_warmup_epochs"):
             load_config(overrides=[f"adapt.prior_warmup_epochs={bad}"])
+    for bad in ("2", "-1"):
+        with pytest.raises(ValueError, match="prior_warmup_epochs"):
+            load_config(overrides=["adapt.epochs=2", f"adapt.prior_warmup_epochs={bad}"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "epochs"),
+    [
+        ([], 2),  # the default: a fifth of the 10 adaptation epochs
+        (["adapt.epochs=1"], 0),  # short runs get no warm-up (and no error)
+        (["adapt.epochs=4"], 0),
+        (["adapt.epochs=5"], 1),
+        (["adapt.epochs=12"], 2),
+        (["adapt.prior_weight=0"], 0),  # nothing to warm up without the prior
+        (["adapt.prior_warmup_epochs=3"], 3),
+    ],
+)
+def test_auto_prior_warmup_is_a_fifth_of_the_epochs(overrides, epochs):
+    from equify.training.methods.base import prior_warmup_epochs
+
+    cfg = load_config(overrides=overrides)
+    assert prior_warmup_epochs(cfg["adapt"]) == epochs
+
+
+def test_lr_schedule_and_canonicalizer_capacity_are_checked():
+    cfg = load_config()
+    assert cfg["adapt"]["lr_schedule"] == "onecycle"
+    assert cfg["adapt"]["canonicalizer_layers"] is None
+    assert load_config(overrides=["adapt.lr_schedule=constant"])["adapt"]["lr_schedule"] == (
+        "constant"
+    )
+    with pytest.raises(ValueError, match="lr_schedule 'cosine'; valid: constant, onecycle"):
+        load_config(overrides=["adapt.lr_schedule=cosine"])
+    for key in ("canonicalizer_layers", "canonicalizer_width"):
+        assert load_config(overrides=[f"adapt.{key}=4"])["adapt"][key] == 4
+        for bad in ("0", "-2", "1.5", "many"):
+            with pytest.raises(ValueError, match=key):
+                load_config(overrides=[f"adapt.{key}={bad}"])
+
+
+def test_segmentation_and_point_tasks_keep_their_measured_training_settings():
+    for task in ("segmentation", "molecules", "nbody"):
+        a = load_config(overrides=[f"task={task}"])["adapt"]
+        assert (a["lr_schedule"], a["prior_weight"], a["prior_warmup_epochs"]) == (
+            "constant",
+            1.0,
+            0,
+        ), task
+    assert load_config(overrides=["task=segmentation"])["adapt"]["canonicalizer_layers"] == 2
 
 
 def test_a_weights_name_wins_over_a_file_of_that_name_and_paths_need_not_exist(

@@ -281,6 +281,57 @@ def test_canonicalizer_view_is_configurable_and_keeps_exactness(tmp_path):
         tiny_config(tmp_path, "adapt.canonicalizer_view=0")
 
 
+@pytest.mark.parametrize(("group", "kind"), [("D4", "discrete"), ("SO2", "continuous")])
+def test_canonicalizer_capacity_is_configurable_and_keeps_exactness(tmp_path, group, kind):
+    """adapt.canonicalizer_layers / canonicalizer_width build the score network; the D4 model
+    stays exactly invariant (float64, every element) at any depth and width."""
+    from equify.actions import ImageAction, InvariantAction
+    from equify.canonicalization import GroupScoreNetwork, VectorNetwork
+    from equify.groups import group as parse_group
+    from equify.testing import assert_equivariant
+    from equify.training import build_equivariant_model
+
+    cfg = tiny_config(
+        tmp_path,
+        f"adapt.group={group}",
+        f"adapt.canonicalizer={kind}",
+        "adapt.canonicalizer_layers=1",
+        "adapt.canonicalizer_width=3",
+    )
+    data = prepare_data(cfg)
+    net = Normalized(SmallCNN(in_channels=1, num_classes=10), data.mean, data.std)
+    model = build_equivariant_model(cfg, net, data, with_prior=True).double().eval()
+    scores = model.canonicalizer.network
+    if isinstance(scores, VectorNetwork):
+        scores = scores.scores
+    assert isinstance(scores, GroupScoreNetwork)
+    assert (scores.num_layers, scores.hidden_channels) == (1, 3)
+    if group == "D4":
+        with torch.no_grad():
+            assert_equivariant(
+                model,
+                data.test.images[:4].double(),
+                parse_group("D4"),
+                ImageAction(),
+                InvariantAction(),
+                atol=1e-10,
+            )
+    default = build_equivariant_model(tiny_config(tmp_path, f"adapt.group={group}"), net, data, True)
+    expected = 3 if group == "D4" else 2  # exact groups get a third block by default
+    got = default.canonicalizer.network
+    assert (got.scores if isinstance(got, VectorNetwork) else got).num_layers == expected
+
+
+def test_the_optimization_canonicalizer_refuses_a_capacity_it_has_no_network_for(tmp_path):
+    from equify.training import build_equivariant_model
+
+    cfg = tiny_config(tmp_path, "adapt.canonicalizer=optimization", "adapt.canonicalizer_layers=3")
+    data = prepare_data(cfg)
+    net = Normalized(SmallCNN(in_channels=1, num_classes=10), data.mean, data.std)
+    with pytest.raises(ValueError, match="optimization canonicalizer has none"):
+        build_equivariant_model(cfg, net, data, with_prior=True)
+
+
 def test_pretrained_model_is_reused_only_for_the_same_settings(tmp_path):
     cfg = tiny_config(tmp_path, "pretrain.epochs=1")
     data = prepare_data(cfg)

@@ -126,16 +126,22 @@ class GroupScoreNetwork(nn.Module):
 
     Architecture: ``num_layers`` blocks of (lifting conv for the first, group conv after;
     :class:`~equify.nn.RegularGroupNorm`; ReLU; exact downsampling by 2), then a one-field group
-    conv and a spatial mean. Defaults: ``kernel_size=5``, ``num_layers=2`` (a 64x64 input is
-    scored from a 16x16 map), ``hidden_channels = min(8, max(2, 64 // |G|))`` fields, so at most
-    64 channels and about 0.13 GMAC per 64x64 image (3% of a ResNet-50 at 224x224).
+    conv and a spatial mean. Defaults: ``kernel_size=5``, ``hidden_channels = min(8, max(2,
+    64 // |G|))`` fields (at most 64 channels), and ``num_layers`` 3 for the groups whose every
+    element acts exactly (C1, C2, C4, D1, D2, D4: a 64x64 input is scored from an 8x8 map) and
+    2 for the others (C8, D8, C3, ...: from a 16x16 map).
 
-    Measured defaults (``in_channels=3``, 64x64, batch 8, float32): parameters C4 7.8k,
-    D4 15.0k, C8 5.4k (harmonic kernels), D8 3.0k (4 fields); forward on 2 CPU threads
-    ≈ 14 ms (C4) and ≈ 33 ms (D4, C8, D8). ``export()`` gains little on CPU (the filter
-    expansion is cheap next to the convolutions) but ~4x on an H100 (D4: 1.2 -> 0.3 ms). Two
-    blocks rather than three: a third block at 1/8 resolution multiplied the C8 error on smooth
-    64x64 images by 4 (0.021 -> 0.092) and changes nothing for the exact groups.
+    Depth: with two blocks, a D4 canonicalizer trained on the identity prior alone (upright
+    MNIST digits, 10 epochs, one-cycle rate) kept 96.7% of held-out upright digits upright; a
+    third block made it 98.1% (and ``equify adapt --group D4`` 1–2 points more accurate,
+    ``benchmarks/upright_gap.py``); wider blocks (16 fields) did not help. For groups with
+    interpolated elements a third block at 1/8 resolution multiplied the C8 error on smooth
+    64x64 images by 4 (0.021 -> 0.092), so they keep two.
+
+    Measured defaults (``in_channels=3``): parameters C4 14.3k, D4 27.9k (three blocks), C8 5.4k
+    (harmonic kernels), D8 3.0k (4 fields). ``export()`` gains little on CPU (the filter
+    expansion is cheap next to the convolutions) but ~4x on an H100. The third block runs at
+    1/4 resolution, so it adds little time: see ``benchmarks/canonicalization_overhead.py``.
 
     Args:
         group: ``CyclicGroup(n)``, ``DihedralGroup(n)`` or a name such as ``"C4"``.
@@ -144,7 +150,7 @@ class GroupScoreNetwork(nn.Module):
             ``min(8, max(2, 64 // |G|))``.
         kernel_size: odd kernel size of every convolution.
         num_layers: hidden blocks (>= 1); each halves the resolution unless
-            ``downsampling="none"``.
+            ``downsampling="none"``. None: 3 for groups that act exactly, 2 otherwise.
         downsampling: ``"centred"`` (:class:`~equify.nn.CentredPool2d`, exact at every size),
             ``"none"``, or ``"strided"`` (plain ``AvgPool2d(2, 2)``: exact only when every
             intermediate size is even; kept to demonstrate the failure, Edixhoven et al. 2023).
@@ -172,7 +178,7 @@ class GroupScoreNetwork(nn.Module):
         in_channels: int,
         hidden_channels: int | None = None,
         kernel_size: int = 5,
-        num_layers: int = 2,
+        num_layers: int | None = None,
         downsampling: str = "centred",
         input_mask: str | None = "auto",
         kernel_basis: str = "auto",
@@ -185,14 +191,17 @@ class GroupScoreNetwork(nn.Module):
             hidden_channels = min(8, max(2, 64 // self.group.order))
         hidden = _check_int(hidden_channels, "hidden_channels", 1)
         self.hidden_channels = hidden
+        exact_group = len(exact_elements(self.group)) == self.group.order
+        if num_layers is None:
+            num_layers = 3 if exact_group else 2
         layers = _check_int(num_layers, "num_layers", 1)
+        self.num_layers = layers
         if downsampling not in _DOWNSAMPLING:
             raise ValueError(f"downsampling must be one of {_DOWNSAMPLING}, got {downsampling!r}")
         if input_mask not in _INPUT_MASKS:
             raise ValueError(f"input_mask must be one of {_INPUT_MASKS}, got {input_mask!r}")
         if input_mask == "auto":
-            exact = len(exact_elements(self.group)) == self.group.order
-            input_mask = None if exact else "circle"
+            input_mask = None if exact_group else "circle"
         self.input_mask = input_mask
         self.downsampling = downsampling
         conv_kw = {

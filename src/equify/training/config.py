@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from equify.training.methods import get_method, method_names
+from equify.training.methods.base import prior_warmup_epochs
 from equify.training.tasks import get_task, task_for_data
 
 __all__ = [
@@ -47,6 +48,8 @@ PRIORS = ("identity", "data")
 #: What adaptation does with the predictor's BatchNorm statistics: keep the pretrained ones
 #: ("frozen") or re-estimate them on the adaptation batches ("update").
 NORM_STATS = ("frozen", "update")
+#: adapt.lr_schedule: Adam at constant rates, or a one-cycle ramp up and anneal per batch
+LR_SCHEDULES = ("constant", "onecycle")
 
 #: How ``data.size`` is reached: zero-padding (never rescales) or a bilinear resize.
 FITS = ("pad", "resize")
@@ -99,18 +102,25 @@ DEFAULTS: dict[str, Any] = {
         "group": "C4",
         "canonicalizer": "auto",
         "prior": "identity",
-        "prior_weight": 1.0,
+        "prior_weight": 5.0,
         # canon-prior: first epochs on the prior alone (the canonicalizer learns "upright"
-        # before the task loss and the predictor join); part of adapt.epochs
-        "prior_warmup_epochs": 0,
+        # before the task loss and the predictor join); part of adapt.epochs; "auto" is a fifth
+        # of adapt.epochs, rounded down
+        "prior_warmup_epochs": "auto",
         "beta": 1.0,  # inverse temperature of the discrete canonicalizer's softmax
         # longest side of the image the canonicalization network sees (larger ones are shrunk)
         "canonicalizer_view": 64,
+        # the canonicalization network's capacity: G-conv blocks and regular fields per block
+        # (null: the network's own defaults, see GroupScoreNetwork)
+        "canonicalizer_layers": None,
+        "canonicalizer_width": None,
+        # "constant" or "onecycle" (ramp up, then anneal; per batch, every parameter group)
+        "lr_schedule": "onecycle",
         "freeze_predictor": False,
         "norm_stats": "frozen",
-        "epochs": 5,
+        "epochs": 10,
         "batch_size": 64,
-        "lr_canonicalizer": 2e-3,
+        "lr_canonicalizer": 5e-3,
         "lr_predictor": 2e-4,
     },
     "evaluate": {
@@ -407,12 +417,20 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"seed must be an int, got {config['seed']!r}")
     _check_weights(config["model"])
     _positive(a["canonicalizer_view"], "adapt.canonicalizer_view")
-    w = a["prior_warmup_epochs"]
-    if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < a["epochs"]:
+    for k in ("canonicalizer_layers", "canonicalizer_width"):
+        if a[k] is not None:
+            _positive(a[k], f"adapt.{k}")
+    if a["lr_schedule"] not in LR_SCHEDULES:
         raise ValueError(
-            f"adapt.prior_warmup_epochs must be an int in [0, adapt.epochs = {a['epochs']}), "
-            f"got {w!r}"
+            f"unknown adapt.lr_schedule {a['lr_schedule']!r}; valid: {', '.join(LR_SCHEDULES)}"
         )
+    w = a["prior_warmup_epochs"]
+    if w != "auto" and (isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < a["epochs"]):
+        raise ValueError(
+            f"adapt.prior_warmup_epochs must be 'auto' or an int in [0, adapt.epochs = "
+            f"{a['epochs']}), got {w!r}"
+        )
+    w = prior_warmup_epochs(a)
     if w and "canon-prior" in methods and not a["prior_weight"]:
         raise ValueError(
             "adapt.prior_warmup_epochs trains on the prior alone: it needs adapt.prior_weight > 0"

@@ -25,6 +25,7 @@ from torch import nn
 
 from equify.data.rotated import RotationSet
 from equify.groups import Group
+from equify.training.config import LR_SCHEDULES
 from equify.training.tasks import Task, get_task
 
 try:
@@ -109,6 +110,9 @@ class ClassifierModule(L.LightningModule):
             prior-only warm-up: the canonicalizer learns to keep upright images upright before
             the task loss, and with it the predictor, joins). Needs ``prior_weight > 0``.
         task: a :class:`~equify.training.tasks.Task` or its name (default classification).
+        lr_schedule: ``"constant"`` (Adam at the given rates) or ``"onecycle"`` (every
+            parameter group ramps up to its rate over the first 30% of the steps and anneals
+            to ~0 by the last: :class:`torch.optim.lr_scheduler.OneCycleLR`, stepped per batch).
     """
 
     def __init__(
@@ -122,8 +126,12 @@ class ClassifierModule(L.LightningModule):
         freeze_norm_stats: bool = False,
         aux_only_epochs: int = 0,
         task: Task | str = "classification",
+        lr_schedule: str = "constant",
     ) -> None:
         super().__init__()
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
         self.task = task if isinstance(task, Task) else get_task(task)
         self.model = model
         self.lr_model = float(lr_model)
@@ -267,4 +275,16 @@ class ClassifierModule(L.LightningModule):
                 groups.append({"params": rest, "lr": self.lr_canonicalizer})
         if not groups:
             raise ValueError(f"{self.method}: nothing to train (every learning rate is 0)")
-        return torch.optim.Adam(groups)
+        optimizer = torch.optim.Adam(groups)
+        if self.lr_schedule == "constant":
+            return optimizer
+        # the whole run's steps (all epochs, a resumed run included: Lightning restores the
+        # scheduler's position from the checkpoint)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

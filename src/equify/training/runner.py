@@ -565,6 +565,7 @@ def _method_model(
         freeze_norm_stats=cfg["adapt"]["norm_stats"] == "frozen",
         aux_only_epochs=setup.aux_only_epochs,
         task=task_of(cfg),
+        lr_schedule=cfg["adapt"]["lr_schedule"],
     )
     return setup.model, module
 

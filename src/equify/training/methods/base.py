@@ -20,9 +20,28 @@ from equify.data.rotated import RotationSet
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
 
-__all__ = ["Method", "MethodSetup", "get_method", "method_names", "register", "unregister"]
+__all__ = [
+    "Method",
+    "MethodSetup",
+    "get_method",
+    "method_names",
+    "prior_warmup_epochs",
+    "register",
+    "unregister",
+]
 
 _REGISTRY: dict[str, Method] = {}
+
+
+def prior_warmup_epochs(adapt: dict[str, Any]) -> int:
+    """``adapt.prior_warmup_epochs`` as a number of epochs.
+
+    ``"auto"`` is a fifth of ``adapt.epochs`` (rounded down), or none without a prior weight.
+    """
+    w = adapt["prior_warmup_epochs"]
+    if w == "auto":
+        return adapt["epochs"] // 5 if adapt["prior_weight"] else 0
+    return w
 
 
 @dataclass

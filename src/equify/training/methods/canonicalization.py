@@ -15,9 +15,10 @@ from equify.canonicalization import (
     ImagePreparation,
     OptimizationCanonicalizer,
 )
+from equify.canonicalization.networks import GroupScoreNetwork, VectorNetwork
 from equify.groups import FiniteGroup
 from equify.groups import group as parse_group
-from equify.training.methods.base import Method, MethodSetup, register
+from equify.training.methods.base import Method, MethodSetup, prior_warmup_epochs, register
 from equify.training.tasks import task_of
 
 __all__ = ["Canonicalization", "CanonicalizationWithPrior", "build_equivariant_model"]
@@ -60,16 +61,38 @@ def build_equivariant_model(
     if own is not None:
         can = own
     elif kind == "continuous" or not isinstance(g, FiniteGroup):
-        can = ContinuousCanonicalizer(g, channels, prior=prior)
+        net = _capacity(a, lambda **kw: VectorNetwork(g, channels, **kw))
+        can = ContinuousCanonicalizer(g, channels, network=net, prior=prior)
     elif kind == "optimization":
+        if _capacity(a, lambda **kw: kw):
+            raise ValueError(
+                "adapt.canonicalizer_layers / canonicalizer_width set the score network of the "
+                "discrete and continuous canonicalizers; the optimization canonicalizer has none"
+            )
         can = OptimizationCanonicalizer(g, channels, prior=prior)
     else:
-        can = DiscreteCanonicalizer(g, channels, beta=a["beta"], prior=prior)
+        net = _capacity(a, lambda **kw: GroupScoreNetwork(g, channels, **kw))
+        can = DiscreteCanonicalizer(g, channels, network=net, beta=a["beta"], prior=prior)
     view = getattr(can, "preparation", None)
     if isinstance(view, ImagePreparation) and view.size != a["canonicalizer_view"]:
         # the same crop and mask, another resolution (the view has no parameters)
         can.preparation = ImagePreparation(a["canonicalizer_view"], view.crop_ratio, view.mask)
     return EquivariantModel(predictor, can, out_action=task.output_action())
+
+
+def _capacity(a: dict[str, Any], build: Any) -> Any:
+    """``build(num_layers=..., hidden_channels=...)`` with the configured capacity, or None
+    when neither ``adapt.canonicalizer_layers`` nor ``adapt.canonicalizer_width`` is set (the
+    canonicalizer's default network)."""
+    kw = {
+        key: a[name]
+        for key, name in (
+            ("num_layers", "canonicalizer_layers"),
+            ("hidden_channels", "canonicalizer_width"),
+        )
+        if a.get(name) is not None
+    }
+    return build(**kw) if kw else None
 
 
 class _Canon(Method):
@@ -88,7 +111,7 @@ class _Canon(Method):
             lr_model=0.0 if a["freeze_predictor"] else a["lr_predictor"],
             lr_other=a["lr_canonicalizer"],
             aux_weight=a["prior_weight"] if self.with_prior else 1.0,
-            aux_only_epochs=a["prior_warmup_epochs"] if self.with_prior else 0,
+            aux_only_epochs=prior_warmup_epochs(a) if self.with_prior else 0,
         )
 
 

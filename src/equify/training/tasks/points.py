@@ -30,7 +30,7 @@ from equify.actions import Action, InvariantAction, PointLayout, PointSetAction
 from equify.groups import ContinuousGroup
 from equify.groups import group as parse_group
 from equify.training.bundle import DataBundle
-from equify.training.tasks.base import Task, register_task
+from equify.training.tasks.base import CONSTANT_RATE_ADAPT, Task, register_task
 
 __all__ = ["MoleculeProperties", "NBodyDynamics", "PointSetTask", "TargetScale"]
 
@@ -304,6 +304,7 @@ class MoleculeProperties(PointSetTask):
             "epochs": 5,
             "lr_predictor": 2e-4,
             "lr_canonicalizer": 1e-3,
+            **CONSTANT_RATE_ADAPT,
         },
     }
     #: data.kwargs of QM9 and their defaults
@@ -409,6 +410,7 @@ class NBodyDynamics(PointSetTask):
             "epochs": 20,
             "lr_predictor": 2e-4,
             "lr_canonicalizer": 1e-3,
+            **CONSTANT_RATE_ADAPT,
         },
     }
     data_defaults: ClassVar[dict[str, Any]] = {

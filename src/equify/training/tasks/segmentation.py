@@ -35,7 +35,13 @@ from equify.data.segmentation_loading import canonical_segmentation_name
 from equify.groups import FiniteGroup, Group
 from equify.groups import group as parse_group
 from equify.training.bundle import DataBundle
-from equify.training.tasks.base import Task, orbit_rotations, pct, register_task
+from equify.training.tasks.base import (
+    CONSTANT_RATE_ADAPT,
+    Task,
+    orbit_rotations,
+    pct,
+    register_task,
+)
 from equify.training.tasks.classification import tie_notes
 
 __all__ = ["Segmentation"]
@@ -78,7 +84,13 @@ class Segmentation(Task):
         "data": {"name": "digit-scenes"},
         "model": {"architecture": "unet"},
         "pretrain": {"epochs": 8, "batch_size": 16},
-        "adapt": {"batch_size": 16},
+        "adapt": {
+            "batch_size": 16,
+            **CONSTANT_RATE_ADAPT,
+            "epochs": 5,
+            "lr_canonicalizer": 2e-3,
+            "canonicalizer_layers": 2,
+        },
     }
 
     def check(self, cfg: dict[str, Any]) -> None:
