@@ -225,7 +225,7 @@ def _check_model(args: argparse.Namespace):
         run = Path(args.output or "runs/default")
         if not (run / "config.yaml").is_file():
             raise FileNotFoundError(f"no equify run in {run} (no config.yaml)")
-        cfg = load_config(run / "config.yaml")
+        cfg = load_config(run / "config.yaml", saved_run=True)
         from equify.training.tasks import task_of
 
         if not task_of(cfg).image_task:
@@ -344,12 +344,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--resume continues the run in --output; --overwrite replaces it")
         overrides = _overrides(args)
         config_path = args.config
+        saved_run = False
         if config_path is None and (args.command == "evaluate" or resume):
             # evaluate and --resume continue a run: start from its saved configuration
             run_dir = Path(args.output or DEFAULTS["output_dir"])
             saved = run_dir / "config.yaml"
             config_path = str(saved) if saved.is_file() else None
-        cfg = load_config(config_path, overrides)
+            saved_run = config_path is not None
+        cfg = load_config(config_path, overrides, saved_run=saved_run)
         if args.command == "evaluate" and args.methods:
             _check_subset(cfg, config_path)
         if args.command == "pretrain":

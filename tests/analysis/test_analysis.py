@@ -187,6 +187,7 @@ def test_oracle_turns_every_orbit_image_back():
     there = act.apply(data.images, angle_matrices(torch.full((len(data),), 45.0)))
     back = act.apply(there, angle_matrices(torch.full((len(data),), -45.0)))
     assert (back - data.images).abs().max() > 1e-3
+
     # orbit images are made with `action`, turned back with `inverse_action` (a canonicalizer's)
     class Recording(ImageAction):
         def __init__(self, **kw) -> None:
@@ -202,9 +203,12 @@ def test_oracle_turns_every_orbit_image_back():
     assert there_act.calls == back_act.calls == 8  # one batch, every element once each way
     assert mixed.accuracy[::2] == [upright] * 4  # exact elements: padding changes nothing
     same = evaluate_oracle(model, data, "C8", action=ImageAction(padding="reflection"))
-    assert evaluate_oracle(
-        model, data, "C8", inverse_action=ImageAction(padding="reflection")
-    ).accuracy == mixed.accuracy
+    assert (
+        evaluate_oracle(
+            model, data, "C8", inverse_action=ImageAction(padding="reflection")
+        ).accuracy
+        == mixed.accuracy
+    )
     assert len(same.accuracy) == 8
 
     with pytest.raises(TypeError, match="ImageDataset"):

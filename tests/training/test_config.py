@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("yaml")
@@ -153,12 +155,12 @@ def test_auto_prior_warmup_is_a_fifth_of_the_epochs(overrides, epochs):
 
 def test_lr_schedule_and_canonicalizer_capacity_are_checked():
     cfg = load_config()
-    assert cfg["adapt"]["lr_schedule"] == "onecycle"
+    assert cfg["adapt"]["lr_schedule"] == "auto"
     assert cfg["adapt"]["canonicalizer_layers"] is None
     assert load_config(overrides=["adapt.lr_schedule=constant"])["adapt"]["lr_schedule"] == (
         "constant"
     )
-    with pytest.raises(ValueError, match="lr_schedule 'cosine'; valid: constant, onecycle"):
+    with pytest.raises(ValueError, match="lr_schedule 'cosine'; valid: auto, constant, onecycle"):
         load_config(overrides=["adapt.lr_schedule=cosine"])
     for key in ("canonicalizer_layers", "canonicalizer_width"):
         assert load_config(overrides=[f"adapt.{key}=4"])["adapt"][key] == 4
@@ -175,7 +177,6 @@ def test_segmentation_and_point_tasks_keep_their_measured_training_settings():
             1.0,
             0,
         ), task
-    assert load_config(overrides=["task=segmentation"])["adapt"]["canonicalizer_layers"] == 2
 
 
 def test_a_weights_name_wins_over_a_file_of_that_name_and_paths_need_not_exist(
@@ -196,3 +197,75 @@ def test_scientific_notation_is_a_number():
     cfg = load_config(overrides=["adapt.lr_canonicalizer=1e-2", "pretrain.lr=5E-4"])
     assert cfg["adapt"]["lr_canonicalizer"] == 0.01 and cfg["pretrain"]["lr"] == 5e-4
     assert load_config(overrides=["output_dir=runs/1e5x"])["output_dir"] == "runs/1e5x"
+
+
+def test_a_run_saved_before_the_new_keys_loads_as_it_was_trained(tmp_path):
+    """A run's config.yaml from before adapt.lr_schedule / canonicalizer_layers existed keeps
+    its constant rates and two-block score network (its weights and checkpoints fit)."""
+    import yaml
+
+    def saved(**adapt) -> Path:
+        cfg = load_config(overrides=[f"adapt.{k}={v}" for k, v in adapt.items()])
+        for key in ("lr_schedule", "canonicalizer_layers", "canonicalizer_width"):
+            del cfg["adapt"][key]  # as an older equify wrote it
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    a = load_config(saved(group="D4"), saved_run=True)["adapt"]
+    assert (a["lr_schedule"], a["canonicalizer_layers"]) == ("constant", 2)
+    assert a["canonicalizer_width"] is None
+    # no two-block default to restore: the optimization canonicalizer, continuous groups
+    for adapt in ({"canonicalizer": "optimization"}, {"group": "SO2"}, {"group": "O2"}):
+        a = load_config(saved(**adapt), saved_run=True)["adapt"]
+        assert (a["lr_schedule"], a["canonicalizer_layers"]) == ("constant", None)
+    # a user's own YAML file without the keys gets today's defaults
+    a = load_config(saved(group="D4"))["adapt"]
+    assert (a["lr_schedule"], a["canonicalizer_layers"]) == ("auto", None)
+    # keys the saved run has are kept as they are
+    path = tmp_path / "config.yaml"
+    cfg = load_config(overrides=["adapt.lr_schedule=onecycle", "adapt.canonicalizer_layers=4"])
+    path.write_text(yaml.safe_dump(cfg))
+    a = load_config(path, saved_run=True)["adapt"]
+    assert (a["lr_schedule"], a["canonicalizer_layers"]) == ("onecycle", 4)
+
+
+def test_a_saved_3d_run_gets_no_image_network_depth(tmp_path):
+    import yaml
+
+    cfg = load_config(overrides=["data.name=nbody"])
+    for key in ("lr_schedule", "canonicalizer_layers", "canonicalizer_width"):
+        del cfg["adapt"][key]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    a = load_config(path, saved_run=True)["adapt"]
+    assert (a["lr_schedule"], a["canonicalizer_layers"]) == ("constant", None)
+
+
+def test_auto_schedule_is_one_cycle_for_canonicalization_and_constant_for_the_rest(tmp_path):
+    from equify.training.methods import get_method
+    from equify.training.methods.base import lr_schedule
+
+    cfg = load_config(overrides=["data.name=digits", "adapt.epochs=1"])
+    assert lr_schedule(cfg["adapt"]) == "constant"
+    assert lr_schedule(cfg["adapt"], auto="onecycle") == "onecycle"
+    from equify.models import SmallCNN
+    from equify.training.runner import _method_model, prepare_data
+
+    data = prepare_data(cfg)
+    net = SmallCNN(in_channels=1, num_classes=10)
+    expected = {
+        "vanilla": "constant",
+        "augment": "constant",
+        "canon": "onecycle",
+        "canon-prior": "onecycle",
+        "equitune": "constant",
+    }
+    for method, schedule in expected.items():
+        get_method(method)
+        _, module = _method_model(method, cfg, net, data)
+        assert module.lr_schedule == schedule, method
+    for fixed in ("constant", "onecycle"):
+        cfg_fixed = load_config(overrides=["data.name=digits", f"adapt.lr_schedule={fixed}"])
+        for method in ("vanilla", "canon-prior"):
+            assert _method_model(method, cfg_fixed, net, data)[1].lr_schedule == fixed

@@ -79,3 +79,29 @@ def test_constant_schedule_keeps_the_rates() -> None:
 def test_unknown_schedule_is_refused() -> None:
     with pytest.raises(ValueError, match=r"lr_schedule must be one of \('constant', 'onecycle'\)"):
         ClassifierModule(SmallCNN(in_channels=1, num_classes=10), lr_model=1e-3, lr_schedule="cos")
+
+
+def test_one_cycle_factor_shape_short_runs_and_overrun() -> None:
+    from equify.training.module import one_cycle_factor
+
+    total = 100
+    f = [one_cycle_factor(s, total) for s in range(total)]
+    assert f[0] == pytest.approx(1 / 25) and max(f) == pytest.approx(1.0, abs=1e-3)
+    assert f[-1] == pytest.approx(1 / 25 / 1e4)
+    top = f.index(max(f))
+    assert 25 <= top <= 35  # the ramp takes the first 30% of the steps
+    # a resumed run that takes more steps than it now plans stays at the end value
+    assert one_cycle_factor(150, total) == f[-1]
+    # fewer than 5 steps: no cycle (it would spend them at almost nothing)
+    assert [one_cycle_factor(s, 3) for s in range(3)] == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onecycle_refuses_an_endless_run() -> None:
+    module = ClassifierModule(
+        SmallCNN(in_channels=1, num_classes=10), lr_model=1e-3, lr_schedule="onecycle"
+    )
+    trainer = L.Trainer(max_epochs=-1, accelerator="cpu", logger=False, enable_progress_bar=False)
+    x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))
+    with pytest.raises(ValueError, match="finite number of steps"):
+        trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=4))

@@ -316,20 +316,21 @@ def test_canonicalizer_capacity_is_configurable_and_keeps_exactness(tmp_path, gr
                 InvariantAction(),
                 atol=1e-10,
             )
-    default = build_equivariant_model(tiny_config(tmp_path, f"adapt.group={group}"), net, data, True)
+    plain = tiny_config(tmp_path, f"adapt.group={group}")
+    default = build_equivariant_model(plain, net, data, with_prior=True)
     expected = 3 if group == "D4" else 2  # exact groups get a third block by default
     got = default.canonicalizer.network
     assert (got.scores if isinstance(got, VectorNetwork) else got).num_layers == expected
 
 
-def test_the_optimization_canonicalizer_refuses_a_capacity_it_has_no_network_for(tmp_path):
-    from equify.training import build_equivariant_model
-
-    cfg = tiny_config(tmp_path, "adapt.canonicalizer=optimization", "adapt.canonicalizer_layers=3")
-    data = prepare_data(cfg)
-    net = Normalized(SmallCNN(in_channels=1, num_classes=10), data.mean, data.std)
+def test_a_capacity_without_a_score_network_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="optimization canonicalizer has none"):
-        build_equivariant_model(cfg, net, data, with_prior=True)
+        tiny_config(tmp_path, "adapt.canonicalizer=optimization", "adapt.canonicalizer_layers=3")
+    with pytest.raises(ValueError, match="vector-neuron network"):
+        load_config(overrides=["data.name=nbody", "adapt.canonicalizer_width=4"])
+    # the tasks' own defaults never trip it
+    for task in ("segmentation", "classification"):
+        load_config(overrides=[f"task={task}", "adapt.canonicalizer=optimization"])
 
 
 def test_pretrained_model_is_reused_only_for_the_same_settings(tmp_path):

@@ -255,23 +255,27 @@ def evaluate_segmentation_oracle(
     rotations: Any,
     batch_size: int = 64,
     action: Action | None = None,
+    inverse_action: Action | None = None,
 ) -> SegmentationOrbit:
     """The oracle canonicalizer for a segmenter: ``g·argmax model(g⁻¹·(g·x))`` against ``g·y``.
 
-    Each orbit image is turned back by its true inverse, segmented upright, and the label map
+    Each orbit image (made with ``action``) is turned back by its true inverse (with
+    ``inverse_action``, default ``action``: give the canonicalizer's own, e.g.
+    :func:`~equify.canonicalization.input_image_action`), segmented upright, and the label map
     carried forward by ``g`` again (as a canonicalized segmenter's output is). Exact elements
     give the upright scores; other angles lose what two interpolations lose.
     """
     _check(dataset, batch_size)
     rs = RotationSet.parse(rotations)
     act = action if action is not None else ImageAction()
+    back_act = inverse_action if inverse_action is not None else act
     mats = _matrices(rs)
     masks = MaskAction(fill_value=0)
 
     def triple(k: int) -> tuple[Callable, Callable, Callable]:
         def back(raw: torch.Tensor) -> torch.Tensor:
             inv = mats[k].T.to(raw.device).expand(raw.shape[0], 2, 2)
-            return act.apply(rs.apply(raw, k, act), inv)
+            return back_act.apply(rs.apply(raw, k, act), inv)
 
         def forward_labels(p: torch.Tensor) -> torch.Tensor:
             return masks.apply(p, mats[k].to(p.device).expand(p.shape[0], 2, 2))

@@ -212,8 +212,8 @@ def evaluate_oracle(
 ) -> OrbitEvaluation:
     """The oracle canonicalizer: ``model(g⁻¹·(g·x))`` for every transformation ``g``.
 
-    Each orbit image is turned back by its true inverse with the same image action (the
-    interpolation a canonicalizer's transform uses), then classified. No canonicalizer can beat
+    Each orbit image is turned back by its true inverse with ``inverse_action`` (give the
+    canonicalizer's own: its interpolation and padding), then classified. No canonicalizer can beat
     it on the orbit: its distance to a canonicalized model is that canonicalizer's own error,
     its distance to the upright accuracy is the cost of the pixel grid (exact elements — 90°
     turns, flips — lose nothing; other angles interpolate twice).

@@ -58,7 +58,7 @@ def load_adapted(
         raise FileNotFoundError(
             f"no equify run in {run} (no config.yaml): run `equify adapt --output {run}` first"
         )
-    cfg = load_config(config)
+    cfg = load_config(config, saved_run=True)
     cfg["output_dir"] = str(run)
     if method not in cfg["adapt"]["methods"]:
         raise ValueError(

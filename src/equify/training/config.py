@@ -48,8 +48,9 @@ PRIORS = ("identity", "data")
 #: What adaptation does with the predictor's BatchNorm statistics: keep the pretrained ones
 #: ("frozen") or re-estimate them on the adaptation batches ("update").
 NORM_STATS = ("frozen", "update")
-#: adapt.lr_schedule: Adam at constant rates, or a one-cycle ramp up and anneal per batch
-LR_SCHEDULES = ("constant", "onecycle")
+#: adapt.lr_schedule: Adam at constant rates, or a one-cycle ramp up and anneal per batch;
+#: "auto" is one-cycle for the canonicalization methods and constant for the others
+LR_SCHEDULES = ("auto", "constant", "onecycle")
 
 #: How ``data.size`` is reached: zero-padding (never rescales) or a bilinear resize.
 FITS = ("pad", "resize")
@@ -114,8 +115,9 @@ DEFAULTS: dict[str, Any] = {
         # (null: the network's own defaults, see GroupScoreNetwork)
         "canonicalizer_layers": None,
         "canonicalizer_width": None,
-        # "constant" or "onecycle" (ramp up, then anneal; per batch, every parameter group)
-        "lr_schedule": "onecycle",
+        # "constant" or "onecycle" (ramp up, then anneal; per batch, every parameter group);
+        # "auto": one-cycle for canon / canon-prior, constant for fine-tuning and symmetrizers
+        "lr_schedule": "auto",
         "freeze_predictor": False,
         "norm_stats": "frozen",
         "epochs": 10,
@@ -225,8 +227,41 @@ def _safe_load(text: str, source: str) -> Any:
         raise ValueError(f"{where}: invalid YAML: {detail}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """Defaults, updated by the YAML file at ``path`` and then by ``overrides``; validated."""
+def _as_trained_by_older_runs(loaded: dict[str, Any]) -> None:
+    """Fill in the keys a run saved by an earlier equify lacks, with what that run used.
+
+    A run's ``config.yaml`` holds every key that existed when it was saved. Keys added later
+    would otherwise take today's defaults, and a run trained at constant rates with two G-conv
+    blocks could neither load its weights nor resume: ``adapt.lr_schedule`` (added with the
+    one-cycle default) is ``"constant"``; ``adapt.canonicalizer_layers`` is 2 where the
+    default score network (discrete canonicalizer, finite image group) had two blocks.
+    """
+    a = loaded.get("adapt")
+    if not isinstance(a, dict):
+        return
+    a.setdefault("lr_schedule", "constant")
+    if "canonicalizer_layers" not in a and a.get("canonicalizer", "auto") in ("auto", "discrete"):
+        from equify.groups import FiniteGroup
+        from equify.groups import group as parse_group
+
+        try:
+            group = parse_group(a.get("group", DEFAULTS["adapt"]["group"]))
+            finite = isinstance(group, FiniteGroup)
+        except (TypeError, ValueError):
+            finite = False  # validation reports the bad group
+        if finite and loaded.get("task") in (None, "classification", "segmentation"):
+            a["canonicalizer_layers"] = 2
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, saved_run: bool = False
+) -> dict:
+    """Defaults, updated by the YAML file at ``path`` and then by ``overrides``; validated.
+
+    ``saved_run=True`` reads ``path`` as a run's own ``config.yaml`` (``evaluate``, ``--resume``,
+    ``load_adapted``): keys that equify added after the run was saved take the values the run
+    was trained with, not today's defaults.
+    """
     loaded: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -235,6 +270,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         loaded = _safe_load(p.read_text(), str(p)) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{p} must hold a mapping of configuration sections, got {loaded!r}")
+        if saved_run:
+            _as_trained_by_older_runs(loaded)
     overrides = list(overrides or [])
     # the task's own defaults come first: the file and the overrides are applied over them
     task = apply_overrides(
@@ -420,6 +457,11 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     for k in ("canonicalizer_layers", "canonicalizer_width"):
         if a[k] is not None:
             _positive(a[k], f"adapt.{k}")
+            if a["canonicalizer"] == "optimization":
+                raise ValueError(
+                    f"adapt.{k} sets the score network of the discrete and continuous "
+                    "canonicalizers; the optimization canonicalizer has none"
+                )
     if a["lr_schedule"] not in LR_SCHEDULES:
         raise ValueError(
             f"unknown adapt.lr_schedule {a['lr_schedule']!r}; valid: {', '.join(LR_SCHEDULES)}"

@@ -25,7 +25,6 @@ from torch import nn
 
 from equify.data.rotated import RotationSet
 from equify.groups import Group
-from equify.training.config import LR_SCHEDULES
 from equify.training.tasks import Task, get_task
 
 try:
@@ -39,7 +38,28 @@ __all__ = [
     "Normalized",
     "find_learned_equivariance",
     "is_wrapper",
+    "one_cycle_factor",
 ]
+
+
+def one_cycle_factor(step: int, total: int, warmup: float = 0.3) -> float:
+    """The one-cycle multiplier of the base learning rate at optimizer step ``step`` of
+    ``total``: a cosine ramp from 1/25 to 1 over the first ``warmup`` of the steps, then a
+    cosine anneal to 1/250000 at the last step (the shape of Smith's one-cycle policy, as in
+    :class:`torch.optim.lr_scheduler.OneCycleLR`; momentum is not cycled).
+
+    Steps past ``total`` (a resumed run that plans fewer steps than it took) stay at the end
+    value; runs of fewer than 5 steps train at the constant base rate, where a cycle would
+    spend them at almost nothing.
+    """
+    if total < 5:
+        return 1.0
+    start, end = 1 / 25, 1 / 25 / 1e4
+    p = min(max(step, 0) / (total - 1), 1.0)
+    if p < warmup:
+        return start + (1 - start) * (1 - math.cos(math.pi * p / warmup)) / 2
+    q = (p - warmup) / (1 - warmup)
+    return end + (1 - end) * (1 + math.cos(math.pi * q)) / 2
 
 
 class NonFiniteLossError(RuntimeError):
@@ -112,7 +132,7 @@ class ClassifierModule(L.LightningModule):
         task: a :class:`~equify.training.tasks.Task` or its name (default classification).
         lr_schedule: ``"constant"`` (Adam at the given rates) or ``"onecycle"`` (every
             parameter group ramps up to its rate over the first 30% of the steps and anneals
-            to ~0 by the last: :class:`torch.optim.lr_scheduler.OneCycleLR`, stepped per batch).
+            to ~0 by the last, stepped per batch: :func:`one_cycle_factor`).
     """
 
     def __init__(
@@ -129,8 +149,10 @@ class ClassifierModule(L.LightningModule):
         lr_schedule: str = "constant",
     ) -> None:
         super().__init__()
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        if lr_schedule not in ("constant", "onecycle"):
+            raise ValueError(
+                f"lr_schedule must be one of ('constant', 'onecycle'), got {lr_schedule!r}"
+            )
         self.lr_schedule = lr_schedule
         self.task = task if isinstance(task, Task) else get_task(task)
         self.model = model
@@ -278,11 +300,17 @@ class ClassifierModule(L.LightningModule):
         optimizer = torch.optim.Adam(groups)
         if self.lr_schedule == "constant":
             return optimizer
-        # the whole run's steps (all epochs, a resumed run included: Lightning restores the
-        # scheduler's position from the checkpoint)
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps
+        # the whole run's steps (all epochs; a resumed run restores the scheduler's position
+        # from the checkpoint, and the cycle is recomputed from the steps planned now)
+        steps = float(self.trainer.estimated_stepping_batches)
+        if not math.isfinite(steps):
+            raise ValueError(
+                f"{self.method}: lr_schedule='onecycle' needs a finite number of steps "
+                "(max_epochs or max_steps); use lr_schedule='constant'"
+            )
+        total = int(steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: one_cycle_factor(step, total)
         )
         return {
             "optimizer": optimizer,

@@ -46,6 +46,7 @@ from equify.models.checkpoint import atomic_torch_save
 from equify.training.bundle import DataBundle, EpochShuffle
 from equify.training.config import save_config
 from equify.training.methods import build_equivariant_model, get_method, method_names
+from equify.training.methods.base import lr_schedule
 from equify.training.module import (
     ClassifierModule,
     find_learned_equivariance,
@@ -396,7 +397,7 @@ def _refuse_other_run(
     from equify.training.config import load_config
 
     try:
-        old = load_config(saved)
+        old = load_config(saved, saved_run=True)
     except (ValueError, TypeError):
         old = None
     diffs = ["its config.yaml is unreadable"] if old is None else None
@@ -565,7 +566,7 @@ def _method_model(
         freeze_norm_stats=cfg["adapt"]["norm_stats"] == "frozen",
         aux_only_epochs=setup.aux_only_epochs,
         task=task_of(cfg),
-        lr_schedule=cfg["adapt"]["lr_schedule"],
+        lr_schedule=setup.lr_schedule or lr_schedule(cfg["adapt"]),
     )
     return setup.model, module
 
@@ -628,9 +629,9 @@ def evaluate_models(
 def evaluate_oracle_row(bare: nn.Module, data: DataBundle, cfg: dict[str, Any]) -> dict[str, Any]:
     """The oracle: the pretrained model on every orbit input turned back by its true inverse.
 
-    Same orbit and angle sweep as :func:`evaluate_models`, same image action as the
-    canonicalizers' transform (:class:`~equify.actions.ImageAction` defaults). No canonicalizer
-    can beat it on the orbit; see :func:`equify.analysis.evaluate_oracle`.
+    Same orbit and angle sweep as :func:`evaluate_models`; the orbit inputs are turned back with
+    the canonicalizers' own image action (:func:`~equify.canonicalization.input_image_action`).
+    No canonicalizer can beat it on the orbit; see :func:`equify.analysis.evaluate_oracle`.
     """
     device = _device(cfg)
     return task_of(cfg).evaluate_oracle(bare.to(device).eval(), data, cfg, device)

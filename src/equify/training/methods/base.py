@@ -24,6 +24,7 @@ __all__ = [
     "Method",
     "MethodSetup",
     "get_method",
+    "lr_schedule",
     "method_names",
     "prior_warmup_epochs",
     "register",
@@ -31,6 +32,15 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, Method] = {}
+
+
+def lr_schedule(adapt: dict[str, Any], auto: str = "constant") -> str:
+    """``adapt.lr_schedule``, with ``"auto"`` resolved to ``auto``: the canonicalization
+    methods (a canonicalizer trained from scratch beside the pretrained predictor) pass
+    ``"onecycle"``; fine-tuning and the symmetrizers keep the constant rates they were
+    measured with."""
+    schedule = adapt["lr_schedule"]
+    return auto if schedule == "auto" else schedule
 
 
 def prior_warmup_epochs(adapt: dict[str, Any]) -> int:
@@ -57,6 +67,8 @@ class MethodSetup:
             ``augmentation``: a RotationSet for images, the group for 3-D point sets), or None.
         aux_only_epochs: first epochs trained on ``aux_weight * aux_loss`` alone (a prior-only
             warm-up of the canonicalizer, before the task loss joins).
+        lr_schedule: ``"constant"`` or ``"onecycle"``; None follows ``adapt.lr_schedule``
+            (whose ``"auto"`` is then constant: see :func:`lr_schedule`).
         extras: method-specific notes for logs.
     """
 
@@ -66,6 +78,7 @@ class MethodSetup:
     aux_weight: float = 0.0
     augment: RotationSet | Group | None = None
     aux_only_epochs: int = 0
+    lr_schedule: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -18,7 +18,13 @@ from equify.canonicalization import (
 from equify.canonicalization.networks import GroupScoreNetwork, VectorNetwork
 from equify.groups import FiniteGroup
 from equify.groups import group as parse_group
-from equify.training.methods.base import Method, MethodSetup, prior_warmup_epochs, register
+from equify.training.methods.base import (
+    Method,
+    MethodSetup,
+    lr_schedule,
+    prior_warmup_epochs,
+    register,
+)
 from equify.training.tasks import task_of
 
 __all__ = ["Canonicalization", "CanonicalizationWithPrior", "build_equivariant_model"]
@@ -63,12 +69,7 @@ def build_equivariant_model(
     elif kind == "continuous" or not isinstance(g, FiniteGroup):
         net = _capacity(a, lambda **kw: VectorNetwork(g, channels, **kw))
         can = ContinuousCanonicalizer(g, channels, network=net, prior=prior)
-    elif kind == "optimization":
-        if _capacity(a, lambda **kw: kw):
-            raise ValueError(
-                "adapt.canonicalizer_layers / canonicalizer_width set the score network of the "
-                "discrete and continuous canonicalizers; the optimization canonicalizer has none"
-            )
+    elif kind == "optimization":  # no score network: validate_config refuses a capacity
         can = OptimizationCanonicalizer(g, channels, prior=prior)
     else:
         net = _capacity(a, lambda **kw: GroupScoreNetwork(g, channels, **kw))
@@ -112,6 +113,7 @@ class _Canon(Method):
             lr_other=a["lr_canonicalizer"],
             aux_weight=a["prior_weight"] if self.with_prior else 1.0,
             aux_only_epochs=prior_warmup_epochs(a) if self.with_prior else 0,
+            lr_schedule=lr_schedule(a, auto="onecycle"),
         )
 
 

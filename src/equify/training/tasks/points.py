@@ -111,6 +111,12 @@ class PointSetTask(Task):
             )
         if cfg["adapt"]["prior"] == "data":
             raise ValueError("adapt.prior=data needs a finite group; 3-D tasks use the geodesic")
+        sized = [k for k in ("canonicalizer_layers", "canonicalizer_width") if cfg["adapt"][k]]
+        if sized:
+            raise ValueError(
+                f"adapt.{', adapt.'.join(sized)} set the image canonicalizers' score network; "
+                f"task {self.name!r} uses the vector-neuron network"
+            )
         d = cfg["data"]
         if str(d["name"]).strip().lower() not in self.data_names:
             raise ValueError(

@@ -29,6 +29,7 @@ from equify.analysis import (
     evaluate_segmentation_oracle,
     evaluate_segmentation_orbits,
 )
+from equify.canonicalization import input_image_action
 from equify.data import load_segmentation_splits, segmentation_datasets
 from equify.data.rotated import RotationSet
 from equify.data.segmentation_loading import canonical_segmentation_name
@@ -89,7 +90,6 @@ class Segmentation(Task):
             **CONSTANT_RATE_ADAPT,
             "epochs": 5,
             "lr_canonicalizer": 2e-3,
-            "canonicalizer_layers": 2,
         },
     }
 
@@ -218,11 +218,20 @@ class Segmentation(Task):
         self, bare: nn.Module, data: Any, cfg: dict[str, Any], device: torch.device
     ) -> dict[str, Any]:
         e = cfg["evaluate"]
+        back = input_image_action()  # turned back as the canonicalizers turn their inputs
         orbit = evaluate_segmentation_oracle(
-            bare, data.test, orbit_rotations(cfg["adapt"]["group"]), e["batch_size"]
+            bare,
+            data.test,
+            orbit_rotations(cfg["adapt"]["group"]),
+            e["batch_size"],
+            inverse_action=back,
         )
         angles = evaluate_segmentation_oracle(
-            bare, data.test, list(range(0, 360, e["angles_step"])), e["batch_size"]
+            bare,
+            data.test,
+            list(range(0, 360, e["angles_step"])),
+            e["batch_size"],
+            inverse_action=back,
         )
         return {
             "upright_miou": angles.miou[0],
