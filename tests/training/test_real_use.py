@@ -203,8 +203,8 @@ def test_config_differences_ignore_where_it_runs_and_how_it_is_evaluated():
         "trainer.progress_bar=true",
         "evaluate.angles_step=45",
         "seed=3",
-        "adapt.prior_weight=1",
-    )  # 1 equals the default 1.0
+        "adapt.prior_weight=5",
+    )  # 5 equals the default 5.0
     assert config_differences(a, b) == ["seed: 0 -> 3"]
 
 

@@ -133,8 +133,9 @@ class GroupScoreNetwork(nn.Module):
 
     Depth: with two blocks, a D4 canonicalizer trained on the identity prior alone (upright
     MNIST digits, 10 epochs, one-cycle rate) kept 96.7% of held-out upright digits upright; a
-    third block made it 98.1% (and ``equify adapt --group D4`` 1–2 points more accurate,
-    ``benchmarks/upright_gap.py``); wider blocks (16 fields) did not help. For groups with
+    third block made it 97.9% (``benchmarks/upright_gap.py --probe``; ``equify adapt --group
+    D4`` gained 0.8–2.0 points upright from it, ``benchmarks/upright_gap.py``); a fourth block
+    or wider blocks (16 fields) did not help. For groups with
     interpolated elements a third block at 1/8 resolution multiplied the C8 error on smooth
     64x64 images by 4 (0.021 -> 0.092), so they keep two.
 
