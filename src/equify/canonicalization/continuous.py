@@ -281,8 +281,9 @@ class ContinuousCanonicalizer(Canonicalizer):
             Default for images: :class:`~equify.canonicalization.networks.VectorNetwork` (a C_8 /
             D_8 G-CNN whose scores are projected onto vectors). SO(3)/O(3) have no default.
         prior: ``"geodesic"`` (default), a Prior or None.
-        in_action: action on the predictor's input; default ``ImageAction(padding="reflection")``
-            for 2-D groups and ``PointAction()`` for 3-D ones.
+        in_action: action on the predictor's input; default
+            :func:`~equify.canonicalization.input_image_action` for 2-D groups and
+            ``PointAction()`` for 3-D ones.
         preparation: the network's view of images; default ``ImagePreparation(64, mask="circle")``.
         frame_tolerance: ``(atol, rtol)`` of the degenerate-frame rule
             (:func:`frames_from_vectors`); None for the per-dtype default.

@@ -98,8 +98,9 @@ class DiscreteCanonicalizer(Canonicalizer):
         prior: ``"identity"`` (default), a :class:`~equify.canonicalization.priors.Prior` (e.g. a
             fitted DataDrivenPrior) or None.
         in_action: how elements act on the predictor's input. Default
-            ``ImageAction(padding="reflection")``: exact for 90° multiples and flips; other angles
-            reflect the image at its border instead of bringing in black corners.
+            :func:`~equify.canonicalization.input_image_action` (bicubic, reflection padding):
+            exact for 90° multiples and flips; other angles reflect the image at its border
+            instead of bringing in black corners.
         preparation: the canonicalization network's view. Default ``ImagePreparation(size=64)``,
             with a disk mask for groups that have non-90° rotations.
         tie_tolerance: ``(atol, rtol)`` of the tie rule (:func:`equify.ties.tie_mask`); None for

@@ -82,7 +82,8 @@ class OptimizationCanonicalizer(DiscreteCanonicalizer):
         beta: inverse temperature on the cosine scores (they lie in [-1, 1]).
         contrast_weight: weight of :func:`group_contrast_loss` inside :meth:`prior_loss`.
         prior: ``"identity"``, a Prior or None (as in DiscreteCanonicalizer).
-        in_action: how elements act on the input (default ``ImageAction(padding="reflection")``).
+        in_action: how elements act on the input (default
+            :func:`~equify.canonicalization.input_image_action`).
         preparation: the view the embedding network gets (default ``ImagePreparation(64)``).
         estimator: ``"straight_through"`` or ``"gumbel"``.
         tie_tolerance: ``(atol, rtol)`` of the tie rule on the cosine scores (as in
