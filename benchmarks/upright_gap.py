@@ -11,6 +11,7 @@ parameters and time ratio, and the oracle's orbit accuracy.
         [--data mnist | --data fashion-mnist --root DIR --max-train N --max-test N]
         [--resume]   # keep the variants already in the JSON
     python benchmarks/upright_gap.py --probe --groups D4   # the canonicalizer alone
+    python benchmarks/upright_gap.py --image-actions RUN_DIR   # C8: interpolation and padding
 
 ``--probe`` trains only the canonicalization network (:class:`GroupScoreNetwork`, several
 depths and widths) on the identity prior — "which element turns this training image upright?"
@@ -60,6 +61,8 @@ VARIANTS: dict[str, list[str]] = {
     "defaults, no warm-up": ["adapt.prior_warmup_epochs=0"],
     "defaults, 5 epochs": ["adapt.epochs=5"],
     "defaults": [],
+    "defaults, data-driven prior": ["adapt.prior=data"],
+    "defaults, beta 2": ["adapt.beta=2"],
 }
 
 
@@ -85,7 +88,60 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--probe", action="store_true", help="the canonicalizer alone (above)")
     parser.add_argument("--probe-epochs", type=int, default=10)
     parser.add_argument("--probe-out", default="benchmarks/results/upright_gap_probe.json")
+    parser.add_argument("--image-actions", default=None, metavar="RUN_DIR", help="see above")
+    parser.add_argument(
+        "--image-actions-out", default="benchmarks/results/upright_gap_image_actions.json"
+    )
     return parser
+
+
+def image_actions(args: argparse.Namespace) -> None:
+    """Oracle and canon-prior orbit accuracy for each interpolation / padding of the inverse."""
+    from equify.actions import ImageAction
+    from equify.analysis import evaluate_oracle, evaluate_orbit
+    from equify.training import load_adapted
+    from equify.training.runner import _load_pretrained, prepare_data
+    from equify.training.tasks import orbit_rotations
+
+    run = Path(args.image_actions)
+    cfg = load_config(run / "config.yaml")
+    cfg["output_dir"] = str(run)
+    data = prepare_data(cfg)
+    bare = _load_pretrained(run / "pretrained.pt").eval()
+    model = load_adapted(run, "canon-prior")
+    rotations = orbit_rotations(cfg["adapt"]["group"])
+    rows = []
+    for interpolation in ("bilinear", "bicubic"):
+        for padding in ("zeros", "reflection", "border"):
+            back = ImageAction(interpolation=interpolation, padding=padding)
+            oracle = evaluate_oracle(bare, data.test, rotations, 500, inverse_action=back)
+            model.canonicalizer.in_action = back
+            with torch.no_grad():
+                canon = evaluate_orbit(model, data.test, rotations, 500)
+            rows.append(
+                {
+                    "interpolation": interpolation,
+                    "padding": padding,
+                    "oracle_orbit": oracle.mean,
+                    "oracle_worst": oracle.worst,
+                    "canon_prior_orbit": canon.mean,
+                    "canon_prior_worst": canon.worst,
+                    "canon_prior_upright": canon.accuracy[0],
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    out = Path(args.image_actions_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "what": "orbit accuracy for each image action that turns orbit images back "
+        "(benchmarks/upright_gap.py --image-actions): the oracle and the trained canon-prior",
+        "run": str(run),
+        "group": cfg["adapt"]["group"],
+        "data": cfg["data"]["name"],
+        "rows": rows,
+    }
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"wrote {out}")
 
 
 #: (blocks, fields per block) of the probe; None is the network's default
@@ -207,6 +263,9 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.probe:
         probe(args)
+        return
+    if args.image_actions:
+        image_actions(args)
         return
     names = [v.strip() for v in args.variants.split(";")] if args.variants else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
