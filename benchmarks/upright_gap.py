@@ -19,8 +19,8 @@ depths and widths) on the identity prior — "which element turns this training 
 reports the fraction of held-out upright test images it keeps upright: the capacity question
 without the predictor.
 
-The default data are those of ``equify adapt`` (MNIST, small CNN, 6 pretraining epochs, 5
-adaptation epochs); about a minute per variant and group on 2 CPU cores.
+The default data are those of ``equify adapt`` (MNIST, small CNN, 6 pretraining epochs, 10
+adaptation epochs); 1–2 minutes per variant and group on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -130,16 +130,21 @@ def image_actions(args: argparse.Namespace) -> None:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.image_actions_out)
+    _write(
+        Path(args.image_actions_out),
+        {
+            "what": "orbit accuracy for each image action that turns orbit images back "
+            "(benchmarks/upright_gap.py --image-actions): the oracle and the trained canon-prior",
+            "run": str(run),
+            "group": cfg["adapt"]["group"],
+            "data": cfg["data"]["name"],
+            "rows": rows,
+        },
+    )
+
+
+def _write(out: Path, summary: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "what": "orbit accuracy for each image action that turns orbit images back "
-        "(benchmarks/upright_gap.py --image-actions): the oracle and the trained canon-prior",
-        "run": str(run),
-        "group": cfg["adapt"]["group"],
-        "data": cfg["data"]["name"],
-        "rows": rows,
-    }
     out.write_text(json.dumps(summary, indent=2))
     print(f"wrote {out}")
 
@@ -205,17 +210,16 @@ def probe(args: argparse.Namespace) -> None:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.probe_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "what": "the canonicalization network alone, trained on the identity prior "
-        "(benchmarks/upright_gap.py --probe): held-out upright images kept upright",
-        "equify": equify.__version__,
-        "settings": {**vars(args), "lr": 5e-3, "schedule": "onecycle", "batch": batch},
-        "rows": rows,
-    }
-    out.write_text(json.dumps(summary, indent=2))
-    print(f"wrote {out}")
+    _write(
+        Path(args.probe_out),
+        {
+            "what": "the canonicalization network alone, trained on the identity prior "
+            "(benchmarks/upright_gap.py --probe): held-out upright images kept upright",
+            "equify": equify.__version__,
+            "settings": {**vars(args), "lr": 5e-3, "schedule": "onecycle", "batch": batch},
+            "rows": rows,
+        },
+    )
 
 
 def _common(args: argparse.Namespace) -> list[str]:
