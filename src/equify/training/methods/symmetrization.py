@@ -12,17 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from equify.actions import Action, ImageAction
+from equify.actions import Action
 from equify.canonicalization import input_image_action
 from equify.symmetrization import EquiAttention, EquiZero, GroupAveraging, LambdaEquitune
 from equify.training.methods.base import Method, MethodSetup, register
 from equify.training.tasks import task_of
 
 __all__ = ["EquiAttentionMethod", "EquiZeroMethod", "Equitune", "LambdaEquituneMethod"]
-
-
-def _views() -> ImageAction:
-    return input_image_action()
 
 
 def _outputs(cfg) -> Action:
@@ -57,7 +53,10 @@ class Equitune(_Sym):
 
     def wrap(self, cfg, predictor, in_channels):
         return GroupAveraging(
-            predictor, cfg["adapt"]["group"], in_action=_views(), out_action=_outputs(cfg)
+            predictor,
+            cfg["adapt"]["group"],
+            in_action=input_image_action(),
+            out_action=_outputs(cfg),
         )
 
 
@@ -72,7 +71,7 @@ class LambdaEquituneMethod(_Sym):
             predictor,
             cfg["adapt"]["group"],
             in_channels=in_channels,
-            in_action=_views(),
+            in_action=input_image_action(),
             out_action=_outputs(cfg),
         )
 
@@ -87,7 +86,10 @@ class EquiZeroMethod(_Sym):
 
     def wrap(self, cfg, predictor, in_channels):
         return EquiZero(
-            predictor, cfg["adapt"]["group"], in_action=_views(), out_action=_outputs(cfg)
+            predictor,
+            cfg["adapt"]["group"],
+            in_action=input_image_action(),
+            out_action=_outputs(cfg),
         )
 
 
@@ -102,6 +104,6 @@ class EquiAttentionMethod(_Sym):
             predictor,
             cfg["adapt"]["group"],
             in_channels=in_channels,
-            in_action=_views(),
+            in_action=input_image_action(),
             out_action=_outputs(cfg),
         )
