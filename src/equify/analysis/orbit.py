@@ -223,7 +223,7 @@ def evaluate_oracle(
             (``action`` makes the orbit images ``g·x``).
         inverse_action: turns them back by ``g⁻¹``: the image action of the canonicalizer
             the oracle stands for (default: ``action``). Canonicalizers turn their inputs with
-            :func:`~equify.canonicalization.input_image_action` (reflection padding).
+            :func:`~equify.canonicalization.input_image_action` (bicubic, reflection padding).
 
     Returns:
         An :class:`OrbitEvaluation` (one accuracy per transformation).

@@ -65,7 +65,7 @@ def input_image_action() -> ImageAction:
     Bicubic rather than bilinear: turning Fashion-MNIST's C8 orbit back by 45° with bicubic
     interpolation kept 2–3 points more of the pretrained model's accuracy, for the oracle and
     for a trained canonicalization + prior alike (``benchmarks/upright_gap.py
-    --image-actions``); the padding made no difference beyond the noise.
+    --image-actions``); the padding moved them by up to 1 point, in no consistent order.
     """
     return ImageAction(interpolation="bicubic", padding="reflection")
 
